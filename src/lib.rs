@@ -1,3 +1,16 @@
 //! promgate: a query gateway that answers the Prometheus HTTP API in front of many
 //! Prometheus servers (HA pairs, several data centres) as if they were one.
 #![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod backend;
+pub mod config;
+pub mod error;
+pub mod layer;
+pub mod model;
+pub mod promql;
+pub mod realenv;
+pub mod server;
+pub mod telemetry;
+pub mod time;

@@ -1,0 +1,228 @@
+//! Prometheus's JSON, written by hand: the same field order, the same string escaping (Go's
+//! encoder, which also escapes `<`, `>` and `&`), timestamps as float seconds and values as
+//! strings. Writing directly into one buffer keeps large range answers cheap.
+
+use crate::error::ApiError;
+use crate::model::{Labels, Point, QueryResult, Series, VectorSample};
+use crate::time::write_timestamp;
+
+/// Writes `s` as a JSON string the way Go's encoding/json does.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let escape: Option<&[u8]> = match c {
+            '"' => Some(b"\\\""),
+            '\\' => Some(b"\\\\"),
+            '\n' => Some(b"\\n"),
+            '\r' => Some(b"\\r"),
+            '\t' => Some(b"\\t"),
+            '<' => Some(b"\\u003c"),
+            '>' => Some(b"\\u003e"),
+            '&' => Some(b"\\u0026"),
+            '\u{2028}' => Some(b"\\u2028"),
+            '\u{2029}' => Some(b"\\u2029"),
+            c if (c as u32) < 0x20 => None,
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        match escape {
+            Some(e) => out.extend_from_slice(e),
+            None => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let b = c as u8;
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xf) as usize]);
+            }
+        }
+        start = i + c.len_utf8();
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+pub fn write_labels(out: &mut Vec<u8>, labels: &Labels) {
+    out.push(b'{');
+    for (i, (name, value)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, name);
+        out.push(b':');
+        write_str(out, value);
+    }
+    out.push(b'}');
+}
+
+pub fn write_strings(out: &mut Vec<u8>, items: &[String]) {
+    out.push(b'[');
+    for (i, s) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, s);
+    }
+    out.push(b']');
+}
+
+fn write_point(out: &mut Vec<u8>, p: &Point) {
+    out.push(b'[');
+    write_timestamp(out, p.t);
+    out.push(b',');
+    write_str(out, &p.v);
+    out.push(b']');
+}
+
+fn write_vector_sample(out: &mut Vec<u8>, s: &VectorSample) {
+    out.extend_from_slice(b"{\"metric\":");
+    write_labels(out, &s.metric);
+    if let Some(p) = &s.value {
+        out.extend_from_slice(b",\"value\":");
+        write_point(out, p);
+    }
+    if let Some(h) = &s.histogram {
+        out.extend_from_slice(b",\"histogram\":[");
+        write_timestamp(out, h.t);
+        out.push(b',');
+        out.extend_from_slice(h.h.get().as_bytes());
+        out.push(b']');
+    }
+    out.push(b'}');
+}
+
+fn write_series(out: &mut Vec<u8>, s: &Series) {
+    out.extend_from_slice(b"{\"metric\":");
+    write_labels(out, &s.metric);
+    if !s.values.is_empty() {
+        out.extend_from_slice(b",\"values\":[");
+        for (i, p) in s.values.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_point(out, p);
+        }
+        out.push(b']');
+    }
+    if !s.histograms.is_empty() {
+        out.extend_from_slice(b",\"histograms\":[");
+        for (i, h) in s.histograms.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'[');
+            write_timestamp(out, h.t);
+            out.push(b',');
+            out.extend_from_slice(h.h.get().as_bytes());
+            out.push(b']');
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
+}
+
+/// `{"resultType":...,"result":...}`.
+pub fn write_query_result(out: &mut Vec<u8>, result: &QueryResult) {
+    out.extend_from_slice(b"{\"resultType\":\"");
+    out.extend_from_slice(result.type_name().as_bytes());
+    out.extend_from_slice(b"\",\"result\":");
+    match result {
+        QueryResult::Vector(samples) => {
+            out.push(b'[');
+            for (i, s) in samples.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_vector_sample(out, s);
+            }
+            out.push(b']');
+        }
+        QueryResult::Matrix(series) => {
+            out.push(b'[');
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_series(out, s);
+            }
+            out.push(b']');
+        }
+        QueryResult::Scalar(p) | QueryResult::String(p) => write_point(out, p),
+    }
+    out.push(b'}');
+}
+
+/// A success answer: `data` is written by the closure.
+pub fn success(warnings: &[String], infos: &[String], data: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"status\":\"success\",\"data\":");
+    data(&mut out);
+    write_annotations(&mut out, warnings, infos);
+    out.push(b'}');
+    out
+}
+
+fn write_annotations(out: &mut Vec<u8>, warnings: &[String], infos: &[String]) {
+    if !warnings.is_empty() {
+        out.extend_from_slice(b",\"warnings\":");
+        write_strings(out, warnings);
+    }
+    if !infos.is_empty() {
+        out.extend_from_slice(b",\"infos\":");
+        write_strings(out, infos);
+    }
+}
+
+/// An error answer.
+pub fn error(err: &ApiError) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"{\"status\":\"error\",\"errorType\":\"");
+    out.extend_from_slice(err.kind.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"error\":");
+    write_str(&mut out, &err.message);
+    write_annotations(&mut out, &err.warnings, &[]);
+    out.push(b'}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Envelope;
+
+    #[test]
+    fn strings_are_escaped_like_go() {
+        let mut out = Vec::new();
+        write_str(&mut out, "a\"b\\c\n<x>&\u{1}é\u{2028}");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#""a\"b\\c\n\u003cx\u003e\u0026\u0001é\u2028""#
+        );
+    }
+
+    #[test]
+    fn query_results_round_trip_byte_for_byte() {
+        for text in [
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a"},"value":[1700000000.5,"1"]}]}}"#,
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"NaN"],[2.001,"+Inf"]]}]},"warnings":["w"]}"#,
+            r#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"1e+06"]}}"#,
+            r#"{"status":"success","data":{"resultType":"vector","result":[]},"infos":["i"]}"#,
+        ] {
+            let env: Envelope<QueryResult> = serde_json::from_str(text).unwrap();
+            let out = success(&env.warnings, &env.infos, |out| {
+                write_query_result(out, env.data.as_ref().unwrap())
+            });
+            assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn errors_carry_type_and_message() {
+        let out = error(&ApiError::bad_data("invalid parameter \"query\": x"));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"query\": x"}"#
+        );
+    }
+}

@@ -1,0 +1,182 @@
+//! The Prometheus HTTP API as promgate serves it: routing, request bodies, and the one place
+//! where results and errors become HTTP responses.
+
+pub mod json;
+mod metadata;
+pub mod params;
+mod query;
+mod status;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+
+use crate::app::App;
+use crate::error::ApiError;
+use params::Params;
+
+/// What a handler answers.
+pub enum Reply {
+    /// A JSON answer promgate wrote.
+    Json(Vec<u8>),
+    /// A backend's JSON answer, relayed unchanged.
+    Raw(Bytes),
+    /// Plain text with its content type.
+    Text(&'static str, String),
+    /// A status with a plain-text body.
+    Status(StatusCode, String),
+}
+
+/// The route a request took, for metrics: a fixed set of names, never the raw path.
+pub fn route_name(path: &str) -> &'static str {
+    match path {
+        "/api/v1/query" => "query",
+        "/api/v1/query_range" => "query_range",
+        "/api/v1/series" => "series",
+        "/api/v1/labels" => "labels",
+        "/api/v1/metadata" => "metadata",
+        "/api/v1/query_exemplars" => "query_exemplars",
+        "/api/v1/format_query" => "format_query",
+        "/api/v1/parse_query" => "parse_query",
+        "/api/v1/status/buildinfo" => "buildinfo",
+        "/-/healthy" => "healthy",
+        "/-/ready" => "ready",
+        "/-/reload" => "reload",
+        "/metrics" => "metrics",
+        p if p.starts_with("/api/v1/label/") && p.ends_with("/values") => "label_values",
+        _ => "other",
+    }
+}
+
+/// Answers one request.
+pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Response<Full<Bytes>>
+where
+    B: http_body::Body + Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let body_limit = app.topology.load().config.server.max_request_body_bytes;
+    let body = if method == Method::POST && is_form {
+        match Limited::new(req.into_body(), body_limit).collect().await {
+            Ok(b) => Some(b.to_bytes()),
+            Err(e) => {
+                return respond(Err(ApiError::bad_data(format!(
+                    "error parsing form values: {e}"
+                ))));
+            }
+        }
+    } else {
+        None
+    };
+    let params = Params::from_parts(query.as_deref(), body.as_deref());
+    respond(route(&app, &method, &path, &params).await)
+}
+
+async fn route(app: &App, method: &Method, path: &str, params: &Params) -> Result<Reply, ApiError> {
+    let get_post = matches!(*method, Method::GET | Method::POST);
+    let get = matches!(*method, Method::GET | Method::HEAD);
+    match path {
+        "/api/v1/query" if get_post => query::instant(app, params).await,
+        "/api/v1/query_range" if get_post => query::range(app, params).await,
+        "/api/v1/series" if get_post => metadata::series(app, params).await,
+        "/api/v1/labels" if get_post => metadata::label_names(app, params).await,
+        "/api/v1/metadata" if get => metadata::metadata(app, params).await,
+        "/api/v1/query_exemplars" if get_post => metadata::exemplars(app, params).await,
+        "/api/v1/format_query" if get_post => status::format_query(params),
+        "/api/v1/parse_query" if get_post => status::parse_query(params),
+        "/api/v1/status/buildinfo" if get => Ok(status::buildinfo()),
+        "/-/healthy" if get => Ok(Reply::Status(
+            StatusCode::OK,
+            "Prometheus Server is Healthy.\n".into(),
+        )),
+        "/-/ready" if get => Ok(if app.is_ready() {
+            Reply::Status(StatusCode::OK, "Prometheus Server is Ready.\n".into())
+        } else {
+            Reply::Status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable\n".into(),
+            )
+        }),
+        "/-/reload" if matches!(*method, Method::POST | Method::PUT) => {
+            Ok(match app.reload().await {
+                Ok(()) => Reply::Status(StatusCode::OK, String::new()),
+                Err(e) => Reply::Status(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("failed to reload config: {e}\n"),
+                ),
+            })
+        }
+        "/metrics" if get => Ok(Reply::Text(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            app.metrics.render(),
+        )),
+        p if p.starts_with("/api/v1/label/") && p.ends_with("/values") && get => {
+            let raw = &p["/api/v1/label/".len()..p.len() - "/values".len()];
+            let name = percent_decode(raw);
+            metadata::label_values(app, params, &name).await
+        }
+        "/api/v1/query"
+        | "/api/v1/query_range"
+        | "/api/v1/series"
+        | "/api/v1/labels"
+        | "/api/v1/metadata"
+        | "/api/v1/query_exemplars"
+        | "/api/v1/format_query"
+        | "/api/v1/parse_query"
+        | "/api/v1/status/buildinfo"
+        | "/-/healthy"
+        | "/-/ready"
+        | "/-/reload"
+        | "/metrics" => Ok(Reply::Status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method Not Allowed\n".into(),
+        )),
+        _ => Ok(Reply::Status(
+            StatusCode::NOT_FOUND,
+            "404 page not found\n".into(),
+        )),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes: Vec<u8> = form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned().into_bytes())
+        .unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+fn respond(result: Result<Reply, ApiError>) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match result {
+        Ok(Reply::Json(body)) => (StatusCode::OK, JSON, Bytes::from(body)),
+        Ok(Reply::Raw(body)) => (StatusCode::OK, JSON, body),
+        Ok(Reply::Text(ct, text)) => (StatusCode::OK, HeaderValue::from_static(ct), text.into()),
+        Ok(Reply::Status(status, text)) => (
+            status,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+            text.into(),
+        ),
+        Err(e) => (e.status(), JSON, Bytes::from(json::error(&e))),
+    };
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
+    resp
+}
+
+/// Errors raised by the server's own layers (overload, timeout) as Prometheus answers.
+pub fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
+    respond(Err(e.clone()))
+}

@@ -1,0 +1,87 @@
+//! The state every request shares: the topology in force, where the configuration comes
+//! from, and promgate's own metrics.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::backend::TopologyHandle;
+use crate::config::{Config, ConfigErrors};
+use crate::telemetry::Metrics;
+
+pub struct App {
+    pub topology: TopologyHandle,
+    pub metrics: Arc<Metrics>,
+    config_path: Option<PathBuf>,
+    ready: AtomicBool,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl App {
+    pub fn new(config: Config, config_path: Option<PathBuf>) -> Arc<App> {
+        let metrics = Metrics::new();
+        metrics.reload_successful.set(1);
+        metrics
+            .reload_success_time
+            .set(crate::time::now_ms() / 1000);
+        Arc::new(App {
+            topology: TopologyHandle::new(config, metrics.clone()),
+            metrics,
+            config_path,
+            ready: AtomicBool::new(false),
+            reload_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// Re-reads the configuration file and, when it is valid, swaps the topology. An invalid
+    /// file changes nothing: the running configuration keeps serving.
+    pub async fn reload(&self) -> Result<(), ConfigErrors> {
+        let Some(path) = &self.config_path else {
+            return Err(ConfigErrors(vec![
+                "no configuration file to reload: promgate runs on a built-in configuration"
+                    .to_string(),
+            ]));
+        };
+        let _serial = self.reload_lock.lock().await;
+        let result = Config::load(path);
+        match result {
+            Ok(config) => {
+                let changed = *self.topology.load().config != config;
+                if changed {
+                    // New backends learn their external labels on first use.
+                    self.topology.apply(config);
+                }
+                self.metrics.reload_successful.set(1);
+                self.metrics
+                    .reload_success_time
+                    .set(crate::time::now_ms() / 1000);
+                self.count_reload("success");
+                tracing::info!(path = %path.display(), changed, "configuration reloaded");
+                Ok(())
+            }
+            Err(errors) => {
+                self.metrics.reload_successful.set(0);
+                self.count_reload("failure");
+                tracing::error!(path = %path.display(), %errors, "configuration reload failed; keeping the running configuration");
+                Err(errors)
+            }
+        }
+    }
+
+    fn count_reload(&self, outcome: &str) {
+        self.metrics
+            .reloads
+            .get_or_create(&crate::telemetry::HandlerOnly {
+                handler: outcome.to_string(),
+            })
+            .inc();
+    }
+}

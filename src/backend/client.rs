@@ -1,0 +1,168 @@
+//! The HTTP API client for one Prometheus-compatible backend, as a tower Service: a request
+//! is an API path with form parameters, the answer is the raw body. Callers decide what to
+//! parse, so an answer that can be relayed as it came is never decoded.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::time::Instant;
+
+use super::error::BackendError;
+
+/// One call of a backend's HTTP API.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub method: Method,
+    /// Path below the backend's base URL, e.g. `/api/v1/query`.
+    pub path: String,
+    /// Query-string (GET) or form (POST) parameters.
+    pub params: Vec<(String, String)>,
+    /// The caller's deadline; the request is abandoned at this instant.
+    pub deadline: Option<Instant>,
+}
+
+impl ApiRequest {
+    pub fn get(path: impl Into<String>, params: Vec<(String, String)>) -> Self {
+        ApiRequest {
+            method: Method::GET,
+            path: path.into(),
+            params,
+            deadline: None,
+        }
+    }
+
+    pub fn post(path: impl Into<String>, params: Vec<(String, String)>) -> Self {
+        ApiRequest {
+            method: Method::POST,
+            ..Self::get(path, params)
+        }
+    }
+
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+}
+
+/// A backend's answer, undecoded.
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+/// The shared connection pool: one per process, so a backend that survives a reload keeps
+/// its connections.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn http_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(64)
+        .build(connector)
+}
+
+/// Sends [`ApiRequest`]s to one backend's base URL.
+#[derive(Clone)]
+pub struct PrometheusHttp {
+    client: HttpClient,
+    base: String,
+    max_body_bytes: usize,
+}
+
+impl PrometheusHttp {
+    pub fn new(client: HttpClient, base_url: &str, max_body_bytes: usize) -> Self {
+        PrometheusHttp {
+            client,
+            base: base_url.trim_end_matches('/').to_string(),
+            max_body_bytes,
+        }
+    }
+}
+
+fn encode_form(params: &[(String, String)]) -> String {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params {
+        form.append_pair(k, v);
+    }
+    form.finish()
+}
+
+impl tower::Service<ApiRequest> for PrometheusHttp {
+    type Response = ApiResponse;
+    type Error = BackendError;
+    type Future = Pin<Box<dyn Future<Output = Result<ApiResponse, BackendError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: ApiRequest) -> Self::Future {
+        let client = self.client.clone();
+        let limit = self.max_body_bytes;
+        let form = encode_form(&req.params);
+        let mut uri = format!("{}{}", self.base, req.path);
+        let body = if req.method == Method::POST {
+            Bytes::from(form)
+        } else {
+            if !form.is_empty() {
+                uri.push('?');
+                uri.push_str(&form);
+            }
+            Bytes::new()
+        };
+        let mut builder = Request::builder()
+            .method(req.method.clone())
+            .uri(uri)
+            .header(
+                header::USER_AGENT,
+                concat!("promgate/", env!("CARGO_PKG_VERSION")),
+            )
+            .header(header::ACCEPT, "application/json");
+        if req.method == Method::POST {
+            builder = builder.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        let request = builder.body(Full::new(body));
+        let deadline = req.deadline;
+        Box::pin(async move {
+            let request = request.map_err(|e| BackendError::Transport(e.to_string()))?;
+            let exchange = async {
+                let response = client
+                    .request(request)
+                    .await
+                    .map_err(BackendError::from_client)?;
+                let status = response.status();
+                let body = Limited::new(response.into_body(), limit)
+                    .collect()
+                    .await
+                    .map_err(|e| {
+                        if e.is::<http_body_util::LengthLimitError>() {
+                            BackendError::TooLarge { limit }
+                        } else {
+                            BackendError::Transport(format!("reading response body: {e}"))
+                        }
+                    })?
+                    .to_bytes();
+                Ok(ApiResponse { status, body })
+            };
+            match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, exchange)
+                    .await
+                    .map_err(|_| BackendError::DeadlineExceeded)?,
+                None => exchange.await,
+            }
+        })
+    }
+}

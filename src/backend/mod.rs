@@ -1,0 +1,254 @@
+//! Backends: each configured server gets a stack of tower layers (timeout, concurrency
+//! limit, HTTP client) and a record of what promgate knows about it (its external labels,
+//! whether it answered last time). The set of backends is a [`Topology`], swapped whole on
+//! reload while unchanged backends carry over with their state.
+
+pub mod client;
+pub mod error;
+pub mod fanout;
+mod topology;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use serde::Deserialize;
+use tokio::time::Instant;
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, ServiceBuilder, ServiceExt};
+
+use crate::config::BackendConfig;
+use crate::error::ErrorType;
+use crate::model::Envelope;
+use crate::telemetry::Metrics;
+pub use client::{ApiRequest, ApiResponse, HttpClient, PrometheusHttp};
+pub use error::BackendError;
+pub use topology::{ReplicaGroup, Topology, TopologyHandle};
+
+/// External labels of a backend, by name.
+pub use crate::promql::ExternalLabels;
+
+/// A backend's layered service.
+pub type BackendService = BoxCloneSyncService<ApiRequest, ApiResponse, BackendError>;
+
+/// Largest answer accepted from a backend.
+const MAX_RESPONSE_BYTES: usize = 1 << 30;
+
+/// How long to wait before asking an unreachable backend for its labels again.
+const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
+
+/// One configured backend and what promgate knows about it.
+pub struct Backend {
+    pub config: BackendConfig,
+    service: BackendService,
+    labels: ArcSwapOption<ExternalLabels>,
+    last_failed_discovery: Mutex<Option<(Instant, String)>>,
+    healthy: AtomicBool,
+    metrics: Arc<Metrics>,
+}
+
+impl Backend {
+    pub fn new(config: BackendConfig, client: HttpClient, metrics: Arc<Metrics>) -> Backend {
+        let service = build_stack(&config, client);
+        let labels = ArcSwapOption::from(config.labels.clone().map(Arc::new));
+        Backend {
+            config,
+            service,
+            labels,
+            last_failed_discovery: Mutex::new(None),
+            healthy: AtomicBool::new(true),
+            metrics,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Whether the last request to this backend succeeded.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// The external labels, when known (configured, or discovered).
+    pub fn external_labels(&self) -> Option<Arc<ExternalLabels>> {
+        self.labels.load_full()
+    }
+
+    /// Sends one API request through the backend's stack; a non-200 answer becomes
+    /// [`BackendError::Api`] with the backend's errorType.
+    pub async fn call(&self, req: ApiRequest) -> Result<ApiResponse, BackendError> {
+        let started = std::time::Instant::now();
+        let result = self.service.clone().oneshot(req).await.and_then(|resp| {
+            if resp.status.is_success() {
+                Ok(resp)
+            } else {
+                Err(api_error(&resp))
+            }
+        });
+        // A query the backend rejected says nothing about its health.
+        let ok = match &result {
+            Ok(_) => true,
+            Err(e) => e.is_query_error(),
+        };
+        self.healthy.store(ok, Ordering::Relaxed);
+        let outcome = match &result {
+            Ok(_) => "success",
+            Err(e) if e.is_query_error() => "success",
+            Err(e) => e.metric_result(),
+        };
+        self.metrics
+            .observe_backend(self.name(), outcome, started.elapsed());
+        result
+    }
+
+    /// Makes sure the external labels are known: configured ones always are; otherwise they
+    /// are read from the backend's /api/v1/status/config, at most once per retry interval
+    /// while it is unreachable.
+    pub async fn ensure_labels(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Arc<ExternalLabels>, BackendError> {
+        if let Some(labels) = self.labels.load_full() {
+            return Ok(labels);
+        }
+        if let Some((at, err)) = self
+            .last_failed_discovery
+            .lock()
+            .ok()
+            .and_then(|g| g.clone())
+        {
+            if at.elapsed() < DISCOVERY_RETRY {
+                return Err(BackendError::LabelsUnknown(err));
+            }
+        }
+        self.discover_labels(deadline).await
+    }
+
+    /// Reads the external labels from the backend now (unless configured).
+    pub async fn discover_labels(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Arc<ExternalLabels>, BackendError> {
+        if let Some(configured) = &self.config.labels {
+            return Ok(Arc::new(configured.clone()));
+        }
+        let mut req = ApiRequest::get("/api/v1/status/config", Vec::new());
+        req.deadline = deadline;
+        let result = self
+            .call(req)
+            .await
+            .and_then(|resp| parse_external_labels(&resp.body));
+        match result {
+            Ok(labels) => {
+                let labels = Arc::new(labels);
+                self.labels.store(Some(labels.clone()));
+                if let Ok(mut g) = self.last_failed_discovery.lock() {
+                    *g = None;
+                }
+                Ok(labels)
+            }
+            Err(e) => {
+                if let Ok(mut g) = self.last_failed_discovery.lock() {
+                    *g = Some((Instant::now(), e.to_string()));
+                }
+                Err(BackendError::LabelsUnknown(e.to_string()))
+            }
+        }
+    }
+}
+
+fn build_stack(config: &BackendConfig, client: HttpClient) -> BackendService {
+    let timeout = config.timeout.0;
+    let http = PrometheusHttp::new(client, &config.url, MAX_RESPONSE_BYTES);
+    let stack = ServiceBuilder::new()
+        .map_err(move |e: BoxError| match e.downcast::<BackendError>() {
+            Ok(e) => *e,
+            Err(e) if e.is::<tower::timeout::error::Elapsed>() => BackendError::Timeout(timeout),
+            Err(e) => BackendError::Transport(e.to_string()),
+        })
+        .timeout(timeout)
+        .concurrency_limit(config.max_concurrent_requests)
+        .service(http);
+    BoxCloneSyncService::new(stack)
+}
+
+/// Turns a non-200 answer into an error, keeping Prometheus's errorType when it sent one.
+fn api_error(resp: &ApiResponse) -> BackendError {
+    let status = resp.status.as_u16();
+    match serde_json::from_slice::<Envelope<serde_json::Value>>(&resp.body) {
+        Ok(env) if env.status == "error" => BackendError::Api {
+            status,
+            error_type: env.error_type.as_deref().and_then(ErrorType::parse),
+            message: env.error.unwrap_or_default(),
+        },
+        _ => {
+            let text = String::from_utf8_lossy(&resp.body);
+            let snippet: String = text.chars().take(200).collect();
+            BackendError::Api {
+                status,
+                error_type: None,
+                message: snippet.trim().to_string(),
+            }
+        }
+    }
+}
+
+/// `global.external_labels` from the YAML in a /api/v1/status/config answer.
+fn parse_external_labels(body: &[u8]) -> Result<ExternalLabels, BackendError> {
+    #[derive(Deserialize)]
+    struct Data {
+        yaml: String,
+    }
+    #[derive(Deserialize, Default)]
+    struct Yaml {
+        #[serde(default)]
+        global: Global,
+    }
+    #[derive(Deserialize, Default)]
+    struct Global {
+        #[serde(default)]
+        external_labels: Option<ExternalLabels>,
+    }
+    let env: Envelope<Data> =
+        serde_json::from_slice(body).map_err(|e| BackendError::Decode(e.to_string()))?;
+    let data = env
+        .data
+        .ok_or_else(|| BackendError::Decode("status/config answer without data".into()))?;
+    let yaml: Yaml =
+        serde_yaml::from_str(&data.yaml).map_err(|e| BackendError::Decode(e.to_string()))?;
+    Ok(yaml.global.external_labels.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_labels_are_read_from_config_yaml() {
+        let body = br#"{"status":"success","data":{"yaml":"global:\n  scrape_interval: 15s\n  external_labels:\n    cluster: eu1\n    replica: a\nscrape_configs: []\n"}}"#;
+        let labels = parse_external_labels(body).unwrap();
+        assert_eq!(labels.get("cluster").map(String::as_str), Some("eu1"));
+        assert_eq!(labels.get("replica").map(String::as_str), Some("a"));
+        let none = br#"{"status":"success","data":{"yaml":"global:\n  scrape_interval: 15s\n"}}"#;
+        assert!(parse_external_labels(none).unwrap().is_empty());
+    }
+
+    #[test]
+    fn api_errors_keep_prometheus_error_type() {
+        let resp = ApiResponse {
+            status: http::StatusCode::BAD_REQUEST,
+            body: bytes::Bytes::from_static(
+                br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#,
+            ),
+        };
+        let err = api_error(&resp);
+        assert!(err.is_query_error());
+        let resp = ApiResponse {
+            status: http::StatusCode::BAD_GATEWAY,
+            body: bytes::Bytes::from_static(b"<html>bad gateway</html>"),
+        };
+        assert!(!api_error(&resp).is_query_error());
+    }
+}

@@ -1,0 +1,154 @@
+//! promgate's TOML configuration: the model, loading with every problem reported by field
+//! path, and the defaults. One file configures the listener, query behaviour and backends;
+//! it is re-read on reload, and a file that fails validation never replaces a running one.
+
+mod validate;
+
+pub use validate::{is_label_name, parse_listen};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::time::parse_prometheus_duration;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub query: QueryConfig,
+    #[serde(rename = "backend")]
+    pub backends: Vec<BackendConfig>,
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// Address to listen on, `host:port`.
+    pub listen: String,
+    /// Requests served at once; more are refused with 503 rather than queued without bound.
+    pub max_concurrent_requests: usize,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    pub shutdown_grace: PromDuration,
+    /// Re-read the config file when it changes on disk.
+    pub watch_config: bool,
+    /// Largest request body accepted (POST forms), in bytes.
+    pub max_request_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "0.0.0.0:9090".to_string(),
+            max_concurrent_requests: 256,
+            shutdown_grace: PromDuration(Duration::from_secs(30)),
+            watch_config: true,
+            max_request_body_bytes: 8 << 20,
+        }
+    }
+}
+
+/// `[query]`: how queries are answered.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct QueryConfig {
+    /// Labels that tell HA replicas apart; series equal but for these are one series.
+    pub replica_labels: Vec<String>,
+    /// Answer from the backends that did answer, with a warning, when others fail.
+    pub partial_response: bool,
+    /// Upper bound for one query, end to end.
+    pub timeout: PromDuration,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            replica_labels: Vec::new(),
+            partial_response: true,
+            timeout: PromDuration(Duration::from_secs(120)),
+        }
+    }
+}
+
+/// One `[[backend]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BackendConfig {
+    pub name: String,
+    pub kind: BackendKind,
+    pub url: String,
+    #[serde(default = "default_backend_timeout")]
+    pub timeout: PromDuration,
+    /// Overrides the external labels discovered from the backend.
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Requests sent to this backend at once.
+    #[serde(default = "default_backend_concurrency")]
+    pub max_concurrent_requests: usize,
+}
+
+fn default_backend_timeout() -> PromDuration {
+    PromDuration(Duration::from_secs(30))
+}
+
+fn default_backend_concurrency() -> usize {
+    64
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Prometheus,
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendKind::Prometheus => f.write_str("prometheus"),
+        }
+    }
+}
+
+/// A duration written in Prometheus syntax (`"30s"`, `"1h30m"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for PromDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_prometheus_duration(&s)
+            .map(PromDuration)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Everything wrong with a configuration file, one problem a line, each led by its field
+/// path (`backend[2].url: relative URL without a base`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
+        Config::parse(&text)
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        validate::parse(text)
+    }
+}

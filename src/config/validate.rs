@@ -1,0 +1,253 @@
+//! Loading with every problem reported: unknown keys are collected rather than fatal, then
+//! each field is checked and every failure is listed with its path.
+
+use std::collections::HashSet;
+
+use super::{BackendConfig, Config, ConfigErrors};
+
+pub(super) fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    let mut problems = Vec::new();
+    let deserializer = toml::Deserializer::new(text);
+    let parsed: Result<Config, _> = serde_ignored::deserialize(deserializer, |path| {
+        problems.push(format!("{}: unknown key", field_path(&path)));
+    });
+    let config = match parsed {
+        Ok(config) => config,
+        Err(e) => {
+            let location = e
+                .span()
+                .map(|span| {
+                    let (line, col) = line_col(text, span.start);
+                    format!("line {line}, column {col}: ")
+                })
+                .unwrap_or_default();
+            problems.push(format!("{location}{}", e.message().trim()));
+            return Err(ConfigErrors(problems));
+        }
+    };
+    check(&config, &mut problems);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(problems))
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// `backend[2].url` from serde_ignored's path.
+fn field_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", field_path(parent)),
+        Path::Map { parent, key } => {
+            let parent = field_path(parent);
+            if parent.is_empty() {
+                key.clone()
+            } else {
+                format!("{parent}.{key}")
+            }
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => field_path(parent),
+    }
+}
+
+fn check(config: &Config, problems: &mut Vec<String>) {
+    if let Err(e) = parse_listen(&config.server.listen) {
+        problems.push(format!("server.listen: {e}"));
+    }
+    if config.server.max_concurrent_requests == 0 {
+        problems.push("server.max_concurrent_requests: must be at least 1".to_string());
+    }
+    if config.query.timeout.0.is_zero() {
+        problems.push("query.timeout: must be greater than zero".to_string());
+    }
+    for (i, name) in config.query.replica_labels.iter().enumerate() {
+        if !is_label_name(name) {
+            problems.push(format!(
+                "query.replica_labels[{i}]: invalid label name {name:?}"
+            ));
+        }
+    }
+    let mut names = HashSet::new();
+    for (i, backend) in config.backends.iter().enumerate() {
+        check_backend(i, backend, problems);
+        if !names.insert(backend.name.as_str()) {
+            problems.push(format!(
+                "backend[{i}].name: duplicate backend name {:?}",
+                backend.name
+            ));
+        }
+    }
+}
+
+fn check_backend(i: usize, backend: &BackendConfig, problems: &mut Vec<String>) {
+    let at = |field: &str| format!("backend[{i}].{field}");
+    if backend.name.is_empty() {
+        problems.push(format!("{}: must not be empty", at("name")));
+    } else if !backend
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        problems.push(format!(
+            "{}: {:?} may only contain letters, digits, '-', '_' and '.'",
+            at("name"),
+            backend.name
+        ));
+    }
+    match url::Url::parse(&backend.url) {
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => problems.push(format!(
+            "{}: scheme {:?} is not http or https",
+            at("url"),
+            url.scheme()
+        )),
+        Ok(url) if url.host().is_none() => problems.push(format!("{}: URL has no host", at("url"))),
+        Ok(url) if url.query().is_some() || url.fragment().is_some() => problems.push(format!(
+            "{}: URL must not have a query or fragment",
+            at("url")
+        )),
+        Ok(_) => {}
+        Err(e) => problems.push(format!("{}: {e}", at("url"))),
+    }
+    if backend.timeout.0.is_zero() {
+        problems.push(format!("{}: must be greater than zero", at("timeout")));
+    }
+    if backend.max_concurrent_requests == 0 {
+        problems.push(format!(
+            "{}: must be at least 1",
+            at("max_concurrent_requests")
+        ));
+    }
+    if let Some(labels) = &backend.labels {
+        for name in labels.keys() {
+            if !is_label_name(name) {
+                problems.push(format!("{}: invalid label name {name:?}", at("labels")));
+            }
+        }
+    }
+}
+
+/// Resolves `server.listen`: `host:port`, `[v6]:port` or `:port` (all interfaces).
+pub fn parse_listen(listen: &str) -> Result<std::net::SocketAddr, String> {
+    let candidate = if let Some(port) = listen.strip_prefix(':') {
+        format!("0.0.0.0:{port}")
+    } else {
+        listen.to_string()
+    };
+    if let Ok(addr) = candidate.parse() {
+        return Ok(addr);
+    }
+    use std::net::ToSocketAddrs;
+    candidate
+        .to_socket_addrs()
+        .map_err(|e| format!("{listen:?} is not a valid host:port ({e})"))?
+        .next()
+        .ok_or_else(|| format!("{listen:?} resolves to no address"))
+}
+
+/// Prometheus's classic label-name syntax: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:9090"
+[query]
+replica_labels = ["replica"]
+partial_response = true
+timeout = "2m"
+[[backend]]
+name = "eu1-a"
+kind = "prometheus"
+url = "http://127.0.0.1:9091"
+timeout = "30s"
+labels = { cluster = "eu1", replica = "a" }
+"#;
+
+    #[test]
+    fn valid_config_parses_with_durations_and_labels() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.query.timeout.0, Duration::from_secs(120));
+        assert_eq!(config.query.replica_labels, vec!["replica"]);
+        let backend = &config.backends[0];
+        assert_eq!(backend.timeout.0, Duration::from_secs(30));
+        assert_eq!(backend.labels.as_ref().unwrap()["cluster"], "eu1");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_field_path() {
+        let text = r#"
+[server]
+listen = "nope"
+colour = "blue"
+[query]
+replica_labels = ["0bad"]
+[[backend]]
+name = "a"
+kind = "prometheus"
+url = "http://127.0.0.1:1"
+[[backend]]
+name = "a"
+kind = "prometheus"
+url = "localhost/api"
+extra = 1
+"#;
+        let errors = parse(text).unwrap_err().0;
+        let expect = [
+            "server.colour: unknown key",
+            "backend[1].extra: unknown key",
+            "server.listen: \"nope\" is not a valid host:port",
+            "query.replica_labels[0]: invalid label name \"0bad\"",
+            "backend[1].url: relative URL without a base",
+            "backend[1].name: duplicate backend name \"a\"",
+        ];
+        for e in expect {
+            assert!(
+                errors.iter().any(|got| got.starts_with(e)),
+                "missing {e:?} in {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), expect.len(), "{errors:#?}");
+    }
+
+    #[test]
+    fn type_errors_point_at_the_line() {
+        let errors = parse("[query]\ntimeout = \"5 minutes\"\n").unwrap_err().0;
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with("line 2, column"), "{errors:?}");
+        assert!(errors[0].contains("not a valid duration"), "{errors:?}");
+    }
+
+    #[test]
+    fn unknown_backend_kind_is_an_error() {
+        let errors = parse("[[backend]]\nname=\"x\"\nkind=\"graphite\"\nurl=\"http://h\"\n")
+            .unwrap_err()
+            .0;
+        assert!(
+            errors[0].contains("unknown variant `graphite`"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn listen_accepts_port_only() {
+        assert_eq!(parse_listen(":9090").unwrap().port(), 9090);
+    }
+}

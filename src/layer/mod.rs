@@ -1,0 +1,3 @@
+//! promgate's own tower layers; everything else comes from tower and tower-http.
+
+pub mod http_metrics;

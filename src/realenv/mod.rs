@@ -1,0 +1,268 @@
+//! Real Prometheus servers on loopback, for the integration tests, the benchmarks and
+//! `promgate demo`: finding the binaries, backfilling synthetic data with promtool, starting
+//! a server on a free port and stopping it (also on drop, so a failing test leaves nothing
+//! running).
+
+mod http;
+pub mod synth;
+
+pub use http::{HttpResponse, http, http_get, post_form};
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A Prometheus release on this machine: the server and its promtool.
+#[derive(Debug, Clone)]
+pub struct PrometheusBinary {
+    pub prometheus: PathBuf,
+    pub promtool: PathBuf,
+}
+
+impl PrometheusBinary {
+    /// Debian 12's Prometheus 2.42 (`apt-get install prometheus`).
+    pub fn v2() -> Result<Self, String> {
+        Self::in_dir(Path::new("/usr/bin"))
+    }
+
+    /// Prometheus 3.5 LTS, unpacked from Debian sid into /opt/prom3 (see .ci/run), or the
+    /// directory in `PROMGATE_PROMETHEUS_V3_DIR`.
+    pub fn v3() -> Result<Self, String> {
+        let dir = std::env::var_os("PROMGATE_PROMETHEUS_V3_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/opt/prom3/usr/bin"));
+        Self::in_dir(&dir)
+    }
+
+    /// 3.5 when present, else 2.42.
+    pub fn any() -> Result<Self, String> {
+        Self::v3().or_else(|_| Self::v2())
+    }
+
+    fn in_dir(dir: &Path) -> Result<Self, String> {
+        let bin = PrometheusBinary {
+            prometheus: dir.join("prometheus"),
+            promtool: dir.join("promtool"),
+        };
+        if bin.prometheus.is_file() && bin.promtool.is_file() {
+            Ok(bin)
+        } else {
+            Err(format!(
+                "no prometheus and promtool in {}: run `bash .ci/run` (or apt-get install prometheus) first",
+                dir.display()
+            ))
+        }
+    }
+
+    /// Writes blocks for an OpenMetrics file into `data_dir` with promtool.
+    pub fn backfill(&self, openmetrics: &Path, data_dir: &Path) -> Result<(), String> {
+        let out = Command::new(&self.promtool)
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg("--max-block-duration=24h")
+            .arg(openmetrics)
+            .arg(data_dir)
+            .output()
+            .map_err(|e| format!("running promtool: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "promtool failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+}
+
+/// How to start one server.
+#[derive(Debug, Clone, Default)]
+pub struct PrometheusOptions {
+    pub external_labels: BTreeMap<String, String>,
+    /// OpenMetrics text backfilled before the start.
+    pub openmetrics: Option<String>,
+    /// Scrape itself at this interval (gives `up`, metadata and live samples).
+    pub scrape_self: Option<Duration>,
+    /// A fixed port (to restart a stopped server where it was); a free one otherwise.
+    pub port: Option<u16>,
+    /// Reuse this data directory instead of a fresh one (restart with the same data).
+    pub data_dir: Option<PathBuf>,
+}
+
+impl PrometheusOptions {
+    pub fn labels(mut self, pairs: &[(&str, &str)]) -> Self {
+        self.external_labels = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self
+    }
+
+    pub fn data(mut self, openmetrics: String) -> Self {
+        self.openmetrics = Some(openmetrics);
+        self
+    }
+
+    pub fn scrape_self(mut self, every: Duration) -> Self {
+        self.scrape_self = Some(every);
+        self
+    }
+}
+
+/// A running Prometheus, stopped on drop.
+pub struct PrometheusServer {
+    child: Option<Child>,
+    port: u16,
+    data_dir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl PrometheusServer {
+    pub fn start(bin: &PrometheusBinary, opts: PrometheusOptions) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let data_dir = opts
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("data"));
+        std::fs::create_dir_all(&data_dir).map_err(|e| e.to_string())?;
+        if let Some(text) = &opts.openmetrics {
+            let file = dir.path().join("data.om");
+            std::fs::write(&file, text).map_err(|e| e.to_string())?;
+            bin.backfill(&file, &data_dir)?;
+        }
+        let port = match opts.port {
+            Some(p) => p,
+            None => free_port()?,
+        };
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(&config, config_yaml(&opts, port)).map_err(|e| e.to_string())?;
+        let log =
+            std::fs::File::create(dir.path().join("prometheus.log")).map_err(|e| e.to_string())?;
+        let child = Command::new(&bin.prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data_dir.display()))
+            .arg("--storage.tsdb.retention.time=3650d")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .arg("--web.enable-lifecycle")
+            .arg("--web.enable-admin-api")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", bin.prometheus.display()))?;
+        let mut server = PrometheusServer {
+            child: Some(child),
+            port,
+            data_dir,
+            _dir: dir,
+        };
+        server.wait_ready(Duration::from_secs(60))?;
+        Ok(server)
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                return Err(format!(
+                    "prometheus exited with {status}: {}",
+                    self.log_tail()
+                ));
+            }
+            if http_get(&format!("{}/-/ready", self.url())).is_ok_and(|r| r.status == 200) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!(
+            "prometheus not ready within {limit:?}: {}",
+            self.log_tail()
+        ))
+    }
+
+    fn log_tail(&self) -> String {
+        let text =
+            std::fs::read_to_string(self._dir.path().join("prometheus.log")).unwrap_or_default();
+        text.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: the server keeps its sockets but answers nothing, as a hung one would.
+    pub fn suspend(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+}
+
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        self.resume();
+        self.kill();
+    }
+}
+
+fn config_yaml(opts: &PrometheusOptions, port: u16) -> String {
+    let mut y = String::from("global:\n");
+    if let Some(every) = opts.scrape_self {
+        y.push_str(&format!("  scrape_interval: {}ms\n", every.as_millis()));
+    }
+    if !opts.external_labels.is_empty() {
+        y.push_str("  external_labels:\n");
+        for (k, v) in &opts.external_labels {
+            y.push_str(&format!("    {k}: {v:?}\n"));
+        }
+    }
+    match opts.scrape_self {
+        Some(_) => y.push_str(&format!(
+            "scrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        )),
+        None => y.push_str("scrape_configs: []\n"),
+    }
+    y
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}

@@ -1,0 +1,253 @@
+//! The listener: HTTP/1.1 and h2c on one port behind the tower stack (request id, tracing,
+//! gzip, metrics, load shedding, timeout), graceful shutdown, and the reload triggers
+//! (SIGHUP, file changes, POST /-/reload).
+
+mod reload;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower::{BoxError, ServiceBuilder};
+use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::TraceLayer;
+
+use crate::api;
+use crate::app::App;
+use crate::config::{Config, ConfigErrors};
+use crate::error::ApiError;
+use crate::layer::http_metrics::HttpMetricsLayer;
+
+/// How long the initial round of external-label discovery may hold back readiness.
+const DISCOVERY_BUDGET: Duration = Duration::from_secs(10);
+
+/// How often discovered external labels are read again.
+const LABEL_REFRESH: Duration = Duration::from_secs(60);
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    app: Arc<App>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `listen` and starts serving `app`. Returns once the socket is bound; the
+    /// backends' external labels are discovered in the background, and /-/ready answers 200
+    /// when that first round is over.
+    pub async fn start(app: Arc<App>, listen: SocketAddr) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let grace = app.topology.load().config.server.shutdown_grace.0;
+        let task = tokio::spawn(serve(listener, app.clone(), stopped, grace));
+        let discovery = {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let deadline = tokio::time::Instant::now() + DISCOVERY_BUDGET;
+                app.topology.discover_all(Some(deadline), false).await;
+                app.set_ready();
+                let mut every = tokio::time::interval(LABEL_REFRESH);
+                every.tick().await;
+                loop {
+                    every.tick().await;
+                    let deadline = tokio::time::Instant::now() + DISCOVERY_BUDGET;
+                    app.topology.discover_all(Some(deadline), true).await;
+                }
+            })
+        };
+        tracing::info!(%addr, "promgate listening");
+        Ok(Server {
+            addr,
+            app,
+            stop,
+            task,
+            background: vec![discovery],
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Re-reads the configuration on file changes and SIGHUP, for as long as the server runs.
+    pub fn watch_reloads(&mut self, path: &Path) {
+        let app = self.app.clone();
+        self.background
+            .push(tokio::spawn(reload::on_sighup(app.clone())));
+        if app.topology.load().config.server.watch_config {
+            self.background.push(tokio::spawn(reload::on_file_change(
+                app,
+                path.to_path_buf(),
+            )));
+        }
+    }
+
+    /// Stops accepting, lets requests in flight finish (bounded by `server.shutdown_grace`),
+    /// and returns when the server is down.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        for task in self.background {
+            task.abort();
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct Counter(Arc<AtomicU64>);
+
+impl MakeRequestId for Counter {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.0.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{n:x}"))
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    mut stopped: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let config = app.topology.load().config.clone();
+    let handler_app = app.clone();
+    let service = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(Counter::default()))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(CompressionLayer::new().gzip(true))
+        .layer(HttpMetricsLayer::new(app.metrics.clone()))
+        .map_result(layer_errors_as_responses)
+        .load_shed()
+        .concurrency_limit(config.server.max_concurrent_requests)
+        .timeout(config.query.timeout.0 + Duration::from_secs(5))
+        .service_fn(move |req: Request<Incoming>| {
+            let app = handler_app.clone();
+            async move { Ok::<_, Infallible>(api::handle(app, req).await) }
+        });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()))
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = stopped.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "shutdown grace elapsed with requests still in flight"
+        );
+    }
+}
+
+/// Errors of the layers below (overload, timeout) become answers in Prometheus's format.
+fn layer_errors_as_responses(
+    result: Result<Response<Full<Bytes>>, BoxError>,
+) -> Result<Response<Full<Bytes>>, BoxError> {
+    Ok(result.unwrap_or_else(|e| api::error_response(&layer_error(e))))
+}
+
+fn layer_error(e: BoxError) -> ApiError {
+    if e.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::unavailable("too many concurrent requests; try again later")
+    } else if e.is::<tower::timeout::error::Elapsed>() {
+        ApiError::timeout("request timed out")
+    } else {
+        ApiError::internal(e.to_string())
+    }
+}
+
+/// `promgate run`: serves until SIGTERM or SIGINT, then drains.
+pub async fn run(config_path: PathBuf, listen: Option<String>) -> Result<(), RunError> {
+    let config = Config::load(&config_path).map_err(RunError::Config)?;
+    let listen = listen.unwrap_or_else(|| config.server.listen.clone());
+    let addr = crate::config::parse_listen(&listen)
+        .map_err(|e| RunError::Config(ConfigErrors(vec![format!("--listen: {e}")])))?;
+    let app = App::new(config, Some(config_path.clone()));
+    let mut server = Server::start(app, addr).await.map_err(RunError::Bind)?;
+    server.watch_reloads(&config_path);
+    wait_for_termination().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_termination() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("invalid configuration:\n{0}")]
+    Config(ConfigErrors),
+    #[error("cannot listen: {0}")]
+    Bind(std::io::Error),
+}

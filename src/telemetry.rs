@@ -1,0 +1,182 @@
+//! promgate's own metrics (served at /metrics in the Prometheus text format) and the
+//! tracing subscriber. One [`Telemetry`] per process; handles are cheap to clone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, text::encode};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandlerLabels {
+    pub handler: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandlerOnly {
+    pub handler: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendResult {
+    pub backend: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendOnly {
+    pub backend: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        120.0,
+    ])
+}
+
+/// Every metric promgate exports.
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<HandlerLabels, Counter>,
+    pub http_duration: Family<HandlerOnly, Histogram, fn() -> Histogram>,
+    pub backend_requests: Family<BackendResult, Counter>,
+    pub backend_duration: Family<BackendOnly, Histogram, fn() -> Histogram>,
+    pub backend_up: Family<BackendOnly, Gauge>,
+    pub reload_successful: Gauge,
+    pub reload_success_time: Gauge,
+    pub reloads: Family<HandlerOnly, Counter>,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("promgate");
+        let http_requests = Family::<HandlerLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests served, by handler and status code",
+            http_requests.clone(),
+        );
+        let http_duration =
+            Family::<HandlerOnly, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer HTTP requests, by handler",
+            http_duration.clone(),
+        );
+        let backend_requests = Family::<BackendResult, Counter>::default();
+        registry.register(
+            "backend_requests",
+            "Requests sent to backends, by backend and result (success, error, timeout)",
+            backend_requests.clone(),
+        );
+        let backend_duration =
+            Family::<BackendOnly, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register(
+            "backend_request_duration_seconds",
+            "Time backends took to answer, by backend",
+            backend_duration.clone(),
+        );
+        let backend_up = Family::<BackendOnly, Gauge>::default();
+        registry.register(
+            "backend_up",
+            "Whether the last request to the backend succeeded (1) or failed (0)",
+            backend_up.clone(),
+        );
+        let reload_successful = Gauge::default();
+        registry.register(
+            "config_last_reload_successful",
+            "Whether the last configuration reload attempt succeeded",
+            reload_successful.clone(),
+        );
+        let reload_success_time = Gauge::default();
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration reload",
+            reload_success_time.clone(),
+        );
+        let reloads = Family::<HandlerOnly, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reload attempts, by outcome (handler=success|failure)",
+            reloads.clone(),
+        );
+        registry.register(
+            "build",
+            "promgate build information",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        Arc::new(Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            backend_requests,
+            backend_duration,
+            backend_up,
+            reload_successful,
+            reload_success_time,
+            reloads,
+        })
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn observe_backend(&self, backend: &str, result: &str, took: Duration) {
+        self.backend_requests
+            .get_or_create(&BackendResult {
+                backend: backend.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+        let key = BackendOnly {
+            backend: backend.to_string(),
+        };
+        self.backend_duration
+            .get_or_create(&key)
+            .observe(took.as_secs_f64());
+        self.backend_up
+            .get_or_create(&key)
+            .set(i64::from(result == "success"));
+    }
+
+    /// Drops the series of a backend that left the configuration.
+    pub fn forget_backend(&self, backend: &str) {
+        let key = BackendOnly {
+            backend: backend.to_string(),
+        };
+        self.backend_duration.remove(&key);
+        self.backend_up.remove(&key);
+        for result in ["success", "error", "timeout"] {
+            self.backend_requests.remove(&BackendResult {
+                backend: backend.to_string(),
+                result: result.to_string(),
+            });
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

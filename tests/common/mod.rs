@@ -1,0 +1,108 @@
+//! Shared by the integration tests: promgate run in-process on its own runtime, and a small
+//! blocking HTTP client for talking to it and to the real servers behind it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+#[allow(unused_imports)]
+pub use promgate::realenv::{HttpResponse, http, http_get};
+
+pub fn post_form(url: &str, form: &[(&str, &str)]) -> HttpResponse {
+    promgate::realenv::post_form(url, form).unwrap_or_else(|e| panic!("POST {url}: {e}"))
+}
+
+/// promgate serving on a free loopback port from a config file, until dropped.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub config_path: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub app: std::sync::Arc<promgate::app::App>,
+}
+
+impl Gateway {
+    /// Starts promgate with `config_path` and waits until /-/ready answers 200.
+    pub fn start(config_path: &Path) -> Gateway {
+        let config = promgate::config::Config::load(config_path).expect("valid config");
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let path = config_path.to_path_buf();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let app = promgate::app::App::new(config, Some(path.clone()));
+                let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+                let mut server = promgate::server::Server::start(app.clone(), listen)
+                    .await
+                    .expect("bind");
+                server.watch_reloads(&path);
+                addr_tx.send((server.local_addr(), app)).unwrap();
+                let _ = stop_rx.await;
+                server.shutdown().await;
+            });
+        });
+        let (addr, app) = addr_rx.recv().expect("gateway started");
+        let gw = Gateway {
+            addr,
+            config_path: config_path.to_path_buf(),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            app,
+        };
+        wait_until(Duration::from_secs(15), || {
+            http_get(&gw.url("/-/ready"))
+                .map(|r| r.status == 200)
+                .unwrap_or(false)
+        });
+        gw
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{}", self.addr, path_and_query)
+    }
+
+    /// GET an API path, returning status and parsed JSON.
+    pub fn get_json(&self, path_and_query: &str) -> (u16, Value) {
+        get_json(&self.url(path_and_query))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < until {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("condition not met within {limit:?}");
+}
+
+pub fn get_json(url: &str) -> (u16, Value) {
+    let r = http_get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    (r.status, r.json().unwrap())
+}
+
+/// Percent-encodes a query-string value.
+pub fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

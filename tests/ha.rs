@@ -1,0 +1,208 @@
+//! HA pairs: a gap in one replica is filled from its twin, a dead replica is covered by its
+//! twin without a warning, and a dead group gives a partial answer with a warning (or an
+//! error when partial responses are off). Real Prometheus servers, killed for real.
+
+mod common;
+
+use common::{Gateway, enc, get_json};
+use promgate::realenv::synth::{SynthSpec, openmetrics};
+use promgate::realenv::{PrometheusBinary, PrometheusOptions, PrometheusServer};
+use serde_json::Value;
+
+struct Fixture {
+    gateway: Gateway,
+    /// Replica a of eu1: complete data.
+    eu1_a: PrometheusServer,
+    /// Replica b of eu1: an hour missing, scrapes 5 s later; listed first, so it is asked first.
+    eu1_b: PrometheusServer,
+    us1: PrometheusServer,
+    _dir: tempfile::TempDir,
+    end: i64,
+    gap: (i64, i64),
+}
+
+fn fixture() -> Fixture {
+    let bin = PrometheusBinary::any().expect("Prometheus installed (bash .ci/run)");
+    let end_ms = promgate::time::now_ms() - 10 * 60_000;
+    let spec = SynthSpec::hours_until(end_ms, 4);
+    let gap = (spec.end_ms - 3 * 3_600_000, spec.end_ms - 2 * 3_600_000);
+    let start = |labels: &[(&str, &str)], spec: &SynthSpec| {
+        PrometheusServer::start(
+            &bin,
+            PrometheusOptions::default()
+                .labels(labels)
+                .data(openmetrics(spec)),
+        )
+        .unwrap()
+    };
+    let eu1_a = start(&[("cluster", "eu1"), ("replica", "a")], &spec);
+    let eu1_b = start(
+        &[("cluster", "eu1"), ("replica", "b")],
+        &spec.clone().offset(5_000).gap(gap.0, gap.1),
+    );
+    let us1 = start(&[("cluster", "us1"), ("replica", "a")], &spec);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("promgate.toml");
+    let mut text = String::from("[query]\nreplica_labels = [\"replica\"]\n");
+    for (name, server) in [("eu1-b", &eu1_b), ("eu1-a", &eu1_a), ("us1-a", &us1)] {
+        text.push_str(&format!(
+            "[[backend]]\nname = \"{name}\"\nkind = \"prometheus\"\nurl = \"{}\"\ntimeout = \"5s\"\n",
+            server.url()
+        ));
+    }
+    std::fs::write(&config, text).unwrap();
+    Fixture {
+        gateway: Gateway::start(&config),
+        eu1_a,
+        eu1_b,
+        us1,
+        _dir: dir,
+        end: spec.end_ms / 1000,
+        gap: (gap.0 / 1000, gap.1 / 1000),
+    }
+}
+
+fn series_of(answer: &Value) -> &Vec<Value> {
+    answer["data"]["result"].as_array().expect("a result list")
+}
+
+fn timestamps(series: &Value) -> Vec<i64> {
+    series["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_f64().unwrap() as i64)
+        .collect()
+}
+
+#[test]
+fn range_query_over_a_replica_gap_has_no_gap() {
+    let f = fixture();
+    let (start, end) = (f.end - 4 * 3600 + 600, f.end);
+    let q = "demo_temperature_celsius{cluster=\"eu1\"}";
+    let path = format!(
+        "/api/v1/query_range?query={}&start={start}&end={end}&step=60",
+        enc(q)
+    );
+    // The gappy replica alone has the hole (the test would prove nothing otherwise).
+    let (_, direct_b) = get_json(&format!(
+        "{}/api/v1/query_range?query=demo_temperature_celsius&start={start}&end={end}&step=60",
+        f.eu1_b.url()
+    ));
+    let expected_steps = ((end - start) / 60 + 1) as usize;
+    let b_steps = timestamps(&series_of(&direct_b)[0]).len();
+    assert!(
+        b_steps < expected_steps - 50,
+        "replica b has {b_steps} of {expected_steps}"
+    );
+
+    let (status, answer) = f.gateway.get_json(&path);
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.get("warnings").is_none(), "{answer}");
+    let (_, direct_a) = get_json(&format!(
+        "{}/api/v1/query_range?query=demo_temperature_celsius&start={start}&end={end}&step=60",
+        f.eu1_a.url()
+    ));
+    let ours = series_of(&answer);
+    assert_eq!(ours.len(), 4);
+    for (s, a) in ours.iter().zip(series_of(&direct_a)) {
+        assert_eq!(s["metric"]["cluster"], "eu1");
+        assert!(s["metric"].get("replica").is_none());
+        assert_eq!(timestamps(s).len(), expected_steps, "{}", s["metric"]);
+        // Inside the gap the points are replica a's.
+        for (p, pa) in s["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(a["values"].as_array().unwrap())
+        {
+            let t = p[0].as_f64().unwrap() as i64;
+            if t > f.gap.0 + 300 && t < f.gap.1 {
+                assert_eq!(p, pa, "at {t}");
+            }
+        }
+    }
+}
+
+#[test]
+fn dead_replica_is_covered_by_its_twin_and_dead_group_is_a_warning() {
+    let mut f = fixture();
+    let t = f.end - 600;
+    let instant = format!("/api/v1/query?query=demo_temperature_celsius&time={t}");
+    let range = format!(
+        "/api/v1/query_range?query=demo_temperature_celsius&start={}&end={}&step=60",
+        f.end - 3600,
+        f.end
+    );
+    let (status, answer) = f.gateway.get_json(&instant);
+    assert_eq!(status, 200);
+    assert_eq!(series_of(&answer).len(), 8, "{answer}");
+
+    // Replica b (asked first) dies: a answers, nothing to warn about.
+    f.eu1_b.kill();
+    for path in [&instant, &range] {
+        let (status, answer) = f.gateway.get_json(path);
+        assert_eq!(status, 200, "{answer}");
+        assert!(answer.get("warnings").is_none(), "{path}: {answer}");
+        assert_eq!(series_of(&answer).len(), 8, "{path}: {answer}");
+    }
+
+    // The whole of eu1 dies: us1 answers, with a warning naming the dead backends.
+    f.eu1_a.kill();
+    for path in [&instant, &range] {
+        let (status, answer) = f.gateway.get_json(path);
+        assert_eq!(status, 200, "{answer}");
+        let result = series_of(&answer);
+        assert_eq!(result.len(), 4, "{answer}");
+        assert!(result.iter().all(|s| s["metric"]["cluster"] == "us1"));
+        let warnings = answer["warnings"].to_string();
+        assert!(
+            warnings.contains("eu1-a") && warnings.contains("eu1-b"),
+            "{warnings}"
+        );
+    }
+
+    // Without partial responses that is an error.
+    let (status, answer) = f
+        .gateway
+        .get_json(&format!("{instant}&partial_response=false"));
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["errorType"], "unavailable");
+
+    // A query that only concerns the live group has no warning at all.
+    let (status, answer) = f.gateway.get_json(&format!(
+        "/api/v1/query?query={}&time={t}",
+        enc("demo_temperature_celsius{cluster=\"us1\"}")
+    ));
+    assert_eq!(status, 200);
+    assert!(answer.get("warnings").is_none(), "{answer}");
+
+    // Everything down: 503 unavailable.
+    f.us1.kill();
+    let (status, answer) = f.gateway.get_json(&instant);
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["errorType"], "unavailable");
+}
+
+#[test]
+fn hung_replica_delays_answers_boundedly() {
+    let f = fixture();
+    let range = format!(
+        "/api/v1/query_range?query=demo_temperature_celsius&start={}&end={}&step=60",
+        f.end - 3600,
+        f.end
+    );
+    f.eu1_b.suspend();
+    let started = std::time::Instant::now();
+    let (status, answer) = f.gateway.get_json(&range);
+    let took = started.elapsed();
+    f.eu1_b.resume();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(series_of(&answer).len(), 8, "{answer}");
+    // Replica a answered; the hung twin is not waited for until its 5 s timeout.
+    assert!(answer.get("warnings").is_none(), "{answer}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "took {took:?}: waited for the hung replica's timeout"
+    );
+}
