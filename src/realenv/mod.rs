@@ -81,8 +81,9 @@ impl PrometheusBinary {
 #[derive(Debug, Clone, Default)]
 pub struct PrometheusOptions {
     pub external_labels: BTreeMap<String, String>,
-    /// OpenMetrics text backfilled before the start.
-    pub openmetrics: Option<String>,
+    /// OpenMetrics texts backfilled before the start (overlapping blocks are merged by
+    /// Prometheus when it reads them).
+    pub openmetrics: Vec<String>,
     /// Scrape itself at this interval (gives `up`, metadata and live samples).
     pub scrape_self: Option<Duration>,
     /// A fixed port (to restart a stopped server where it was); a free one otherwise.
@@ -101,7 +102,7 @@ impl PrometheusOptions {
     }
 
     pub fn data(mut self, openmetrics: String) -> Self {
-        self.openmetrics = Some(openmetrics);
+        self.openmetrics.push(openmetrics);
         self
     }
 
@@ -127,8 +128,8 @@ impl PrometheusServer {
             .clone()
             .unwrap_or_else(|| dir.path().join("data"));
         std::fs::create_dir_all(&data_dir).map_err(|e| e.to_string())?;
-        if let Some(text) = &opts.openmetrics {
-            let file = dir.path().join("data.om");
+        for (i, text) in opts.openmetrics.iter().enumerate() {
+            let file = dir.path().join(format!("data-{i}.om"));
             std::fs::write(&file, text).map_err(|e| e.to_string())?;
             bin.backfill(&file, &data_dir)?;
         }
