@@ -143,7 +143,13 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
 
     let calls = plan.queries.iter().map(|gq| {
         let group = &groups[gq.group];
-        let req = backend_request(params, range, &gq.query, &budget);
+        // Unchanged queries go as the client wrote them: positions in annotations stay right.
+        let text = if gq.rewritten {
+            gq.query.as_str()
+        } else {
+            query
+        };
+        let req = backend_request(params, range, text, &budget);
         async move {
             match range {
                 Range::Instant { .. } => fanout::first_answer(group, &req).await,

@@ -51,10 +51,10 @@ pub fn format_query(params: &Params) -> Result<Reply, ApiError> {
 
 pub fn parse_query(params: &Params) -> Result<Reply, ApiError> {
     let expr = parse(params)?;
-    let tree = crate::promql::ast_json::ast_to_json(&expr);
+    let tree = crate::promql::ast_to_json(&expr);
     Ok(Reply::Json(json::success(&[], &[], |out| {
-        // serde_json writes without escaping '<' etc.; the tree holds no label values
-        // that Grafana compares byte for byte.
+        // serde_json leaves '<', '>' and '&' unescaped where Go escapes them: the same JSON
+        // values, not the same bytes.
         out.extend_from_slice(tree.to_string().as_bytes());
     })))
 }

@@ -1,16 +1,11 @@
-//! PromQL in promgate: deciding how a parsed query is answered by the replica groups
-//! (which groups, what each is sent, whether the concatenation of their answers is exact),
-//! and the parse/format endpoints' views of a query.
+//! PromQL: planning queries over replica groups, and the parse/format endpoints' views of the
+//! AST. Parsing itself is promql-parser's.
 
 pub mod ast_json;
-mod groups;
+pub mod groups;
 
+pub use ast_json::{ast_to_json, format_query, to_promql};
 pub use groups::{
-    Exactness, ExternalLabels, GroupPlan, GroupQuery, ResultOrder, plan_groups,
-    rewrite_selector_for_group,
+    Exactness, ExternalLabels, GroupPlan, GroupQuery, GroupSelectors, ResultOrder,
+    parse_match_selector, plan_groups, plan_match_selectors, rewrite_selector_for_group,
 };
-
-/// `/api/v1/format_query`: the query as Prometheus's formatter prints it.
-pub fn format_query(expr: &promql_parser::parser::Expr) -> String {
-    expr.prettify()
-}
