@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod backend;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod layer;
 pub mod model;

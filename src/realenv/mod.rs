@@ -86,6 +86,8 @@ pub struct PrometheusOptions {
     pub openmetrics: Vec<String>,
     /// Scrape itself at this interval (gives `up`, metadata and live samples).
     pub scrape_self: Option<Duration>,
+    /// Further `host:port` targets scraped with it (an HA pair scrapes the same targets).
+    pub scrape_targets: Vec<String>,
     /// A fixed port (to restart a stopped server where it was); a free one otherwise.
     pub port: Option<u16>,
     /// Reuse this data directory instead of a fresh one (restart with the same data).
@@ -252,9 +254,20 @@ fn config_yaml(opts: &PrometheusOptions, port: u16) -> String {
         }
     }
     match opts.scrape_self {
-        Some(_) => y.push_str(&format!(
-            "scrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-        )),
+        Some(_) => {
+            let mut targets = vec![format!("'127.0.0.1:{port}'")];
+            let own = format!("127.0.0.1:{port}");
+            targets.extend(
+                opts.scrape_targets
+                    .iter()
+                    .filter(|t| **t != own)
+                    .map(|t| format!("'{t}'")),
+            );
+            y.push_str(&format!(
+                "scrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: [{}]\n",
+                targets.join(", ")
+            ))
+        }
         None => y.push_str("scrape_configs: []\n"),
     }
     y
