@@ -33,7 +33,10 @@ fn demo_servers_and_config_answer_through_promgate() {
     counts.sort();
     assert_eq!(
         counts,
-        vec![("eu1".to_string(), "4".to_string()), ("us1".to_string(), "6".to_string())]
+        vec![
+            ("eu1".to_string(), "4".to_string()),
+            ("us1".to_string(), "6".to_string())
+        ]
     );
 
     let (start, end) = (demo.gap.0 / 1000 - 1800, demo.gap.1 / 1000 + 1800);
@@ -44,7 +47,12 @@ fn demo_servers_and_config_answer_through_promgate() {
     assert_eq!(status, 200, "{answer}");
     let expected = ((end - start) / 60 + 1) as usize;
     for s in answer["data"]["result"].as_array().unwrap() {
-        assert_eq!(s["values"].as_array().unwrap().len(), expected, "{}", s["metric"]);
+        assert_eq!(
+            s["values"].as_array().unwrap().len(),
+            expected,
+            "{}",
+            s["metric"]
+        );
     }
     assert!(demo.tips("127.0.0.1:9090").matches("curl -sG").count() >= 5);
 }

@@ -247,13 +247,18 @@ fn backend_request(params: &Params, range: Range, query: &str, budget: &Budget) 
             "/api/v1/query_range"
         }
     };
-    form.push(("timeout".into(), budget.remaining_param()));
+    // A client's own timeout is passed on (as what is left of it) so the backend stops
+    // working when the client stops waiting; without one, promgate's deadline still bounds
+    // the wait and the backend's own default bounds its work.
+    if params.non_empty("timeout").is_some() {
+        form.push(("timeout".into(), budget.remaining_param()));
+    }
     for name in ["stats", "lookback_delta", "limit"] {
         if let Some(v) = params.non_empty(name) {
             form.push((name.to_string(), v.to_string()));
         }
     }
-    ApiRequest::post(path, form).with_deadline(budget.deadline)
+    ApiRequest::form(path, form).with_deadline(budget.deadline)
 }
 
 /// Decides whether failed backends fail the request: always when nothing answered, and

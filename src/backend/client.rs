@@ -46,6 +46,18 @@ impl ApiRequest {
         }
     }
 
+    /// GET when the parameters fit comfortably in a URL (cheaper for the backend to parse),
+    /// POST otherwise, as both Prometheus endpoints accept.
+    pub fn form(path: impl Into<String>, params: Vec<(String, String)>) -> Self {
+        const MAX_GET_QUERY: usize = 2048;
+        let size: usize = params.iter().map(|(k, v)| k.len() + v.len() * 3 + 2).sum();
+        if size <= MAX_GET_QUERY {
+            Self::get(path, params)
+        } else {
+            Self::post(path, params)
+        }
+    }
+
     pub fn with_deadline(mut self, deadline: Instant) -> Self {
         self.deadline = Some(deadline);
         self
