@@ -9,6 +9,9 @@ use crate::backend::TopologyHandle;
 use crate::config::{Config, ConfigErrors};
 use crate::telemetry::Metrics;
 
+/// How long one round of external-label discovery may take.
+pub(crate) const DISCOVERY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct App {
     pub topology: TopologyHandle,
     pub metrics: Arc<Metrics>,
@@ -43,7 +46,7 @@ impl App {
 
     /// Re-reads the configuration file and, when it is valid, swaps the topology. An invalid
     /// file changes nothing: the running configuration keeps serving.
-    pub async fn reload(&self) -> Result<(), ConfigErrors> {
+    pub async fn reload(self: &Arc<Self>) -> Result<(), ConfigErrors> {
         let Some(path) = &self.config_path else {
             return Err(ConfigErrors(vec![
                 "no configuration file to reload: promgate runs on a built-in configuration"
@@ -56,8 +59,14 @@ impl App {
             Ok(config) => {
                 let changed = *self.topology.load().config != config;
                 if changed {
-                    // New backends learn their external labels on first use.
                     self.topology.apply(config);
+                    // New backends learn their external labels in the background (or on
+                    // first use, whichever comes first).
+                    let app = self.clone();
+                    tokio::spawn(async move {
+                        let deadline = tokio::time::Instant::now() + DISCOVERY_BUDGET;
+                        app.topology.discover_all(Some(deadline), false).await;
+                    });
                 }
                 self.metrics.reload_successful.set(1);
                 self.metrics

@@ -241,3 +241,37 @@ fn sighup_reloads_and_sigterm_stops_the_binary() {
     let status = child.0.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn a_backend_down_at_start_joins_when_it_comes_up() {
+    let eu1 = server("eu1");
+    let late_port = free_port().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("promgate.toml");
+    let mut text = config_text(&[("eu1", &eu1)], "[server]\nwatch_config = false\n");
+    text.push_str(&format!(
+        "[[backend]]\nname = \"us1\"\nkind = \"prometheus\"\nurl = \"http://127.0.0.1:{late_port}\"\n"
+    ));
+    write_config(&path, &text);
+    let gw = Gateway::start(&path);
+    let (status, answer) = gw.get_json(CLUSTERS);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(clusters(&answer), vec!["eu1"]);
+    let warning = answer["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.starts_with("backend \"us1\": external labels unknown"),
+        "{answer}"
+    );
+
+    let bin = PrometheusBinary::any().unwrap();
+    let spec = SynthSpec::hours_until(promgate::time::now_ms() - 10 * 60_000, 2);
+    let mut options = PrometheusOptions::default()
+        .labels(&[("cluster", "us1"), ("replica", "a")])
+        .data(openmetrics(&spec));
+    options.port = Some(late_port);
+    let _us1 = PrometheusServer::start(&bin, options).unwrap();
+    wait_until(Duration::from_secs(15), || {
+        let (_, answer) = gw.get_json(CLUSTERS);
+        clusters(&answer) == ["eu1", "us1"] && answer.get("warnings").is_none()
+    });
+}

@@ -81,7 +81,12 @@ where
     respond(route(&app, &method, &path, &params).await)
 }
 
-async fn route(app: &App, method: &Method, path: &str, params: &Params) -> Result<Reply, ApiError> {
+async fn route(
+    app: &Arc<App>,
+    method: &Method,
+    path: &str,
+    params: &Params,
+) -> Result<Reply, ApiError> {
     let get_post = matches!(*method, Method::GET | Method::POST);
     let get = matches!(*method, Method::GET | Method::HEAD);
     match path {

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::time::Instant;
@@ -11,6 +12,10 @@ use tokio::time::Instant;
 use super::{Backend, BackendError, ExternalLabels, HttpClient};
 use crate::config::Config;
 use crate::telemetry::Metrics;
+
+/// How long a request may wait for a backend's external labels to be learnt; the background
+/// discovery keeps trying beyond that.
+const DISCOVERY_IN_REQUEST: Duration = Duration::from_secs(2);
 
 /// Backends that hold the same data: equal external labels once replica labels are removed.
 #[derive(Clone)]
@@ -75,11 +80,14 @@ impl Topology {
     }
 
     /// Groups the backends by external labels without the replica labels. Backends whose
-    /// labels cannot be learnt are returned apart with the reason.
+    /// labels cannot be learnt are returned apart with the reason; learning them holds a
+    /// request up for [`DISCOVERY_IN_REQUEST`] at most.
     pub async fn replica_groups(
         &self,
         deadline: Option<Instant>,
     ) -> (Vec<ReplicaGroup>, Vec<(Arc<Backend>, BackendError)>) {
+        let soon = Instant::now() + DISCOVERY_IN_REQUEST;
+        let deadline = Some(deadline.map_or(soon, |d| d.min(soon)));
         let lookups = self.backends.iter().map(|b| async move {
             let labels = b.ensure_labels(deadline).await;
             (b.clone(), labels)

@@ -29,13 +29,10 @@ use tower_http::request_id::{
 use tower_http::trace::TraceLayer;
 
 use crate::api;
-use crate::app::App;
+use crate::app::{App, DISCOVERY_BUDGET};
 use crate::config::{Config, ConfigErrors};
 use crate::error::ApiError;
 use crate::layer::http_metrics::HttpMetricsLayer;
-
-/// How long the initial round of external-label discovery may hold back readiness.
-const DISCOVERY_BUDGET: Duration = Duration::from_secs(10);
 
 /// How often discovered external labels are read again.
 const LABEL_REFRESH: Duration = Duration::from_secs(60);
