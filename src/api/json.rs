@@ -226,3 +226,154 @@ mod tests {
         );
     }
 }
+
+/// Adds `labels` (sorted by name) to every series' `"metric":{...}` object of a query answer
+/// as a backend wrote it, where the series lacks them, copying everything else byte for byte.
+/// `None` when the answer is not shaped as Prometheus writes it; decode it then.
+///
+/// The pattern `"metric":{` cannot occur inside a JSON string (its quotes would be escaped),
+/// so every occurrence starts a label set.
+pub fn attach_labels_raw(body: &[u8], labels: &[(String, String)]) -> Option<Vec<u8>> {
+    const PATTERN: &[u8] = b"\"metric\":{";
+    let finder = memchr::memmem::Finder::new(PATTERN);
+    let mut out = Vec::with_capacity(body.len() + body.len() / 8);
+    let mut copied = 0;
+    let mut pairs: Vec<(usize, usize, String)> = Vec::new();
+    for found in finder.find_iter(body) {
+        if found < copied {
+            return None;
+        }
+        let open = found + PATTERN.len();
+        out.extend_from_slice(&body[copied..open]);
+        // The label set: "name":"value" pairs up to the closing brace.
+        pairs.clear();
+        let mut i = open;
+        loop {
+            match *body.get(i)? {
+                b'}' => break,
+                b',' if !pairs.is_empty() => i += 1,
+                b'"' => {
+                    let start = i;
+                    let (name, after_name) = json_string(body, i)?;
+                    if *body.get(after_name)? != b':' {
+                        return None;
+                    }
+                    let (_, after_value) = json_string(body, after_name + 1)?;
+                    pairs.push((start, after_value, name));
+                    i = after_value;
+                }
+                _ => return None,
+            }
+        }
+        let mut first = true;
+        let mut comma = |out: &mut Vec<u8>| {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+        };
+        let mut extra = labels
+            .iter()
+            .filter(|(n, _)| !pairs.iter().any(|(_, _, p)| p == n))
+            .peekable();
+        for (start, end, name) in &pairs {
+            while let Some((n, v)) = extra.next_if(|(n, _)| n.as_str() < name.as_str()) {
+                comma(&mut out);
+                write_str(&mut out, n);
+                out.push(b':');
+                write_str(&mut out, v);
+            }
+            comma(&mut out);
+            out.extend_from_slice(&body[*start..*end]);
+        }
+        for (n, v) in extra {
+            comma(&mut out);
+            write_str(&mut out, n);
+            out.push(b':');
+            write_str(&mut out, v);
+        }
+        copied = i;
+    }
+    out.extend_from_slice(&body[copied..]);
+    Some(out)
+}
+
+/// The JSON string starting at `at` (its opening quote): its decoded text and the index just
+/// past its closing quote.
+fn json_string(body: &[u8], at: usize) -> Option<(String, usize)> {
+    if *body.get(at)? != b'"' {
+        return None;
+    }
+    let mut i = at + 1;
+    let mut escaped = false;
+    while i < body.len() {
+        match body[i] {
+            b'\\' => {
+                escaped = true;
+                i += 2;
+            }
+            b'"' => {
+                let raw = &body[at..=i];
+                let text = if escaped {
+                    serde_json::from_slice::<String>(raw).ok()?
+                } else {
+                    std::str::from_utf8(&raw[1..raw.len() - 1])
+                        .ok()?
+                        .to_string()
+                };
+                return Some((text, i + 1));
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod attach_tests {
+    use super::*;
+
+    fn attach(body: &str) -> Option<String> {
+        let labels = vec![
+            ("cluster".to_string(), "eu1".to_string()),
+            ("zone".to_string(), "a<b".to_string()),
+        ];
+        attach_labels_raw(body.as_bytes(), &labels).map(|v| String::from_utf8(v).unwrap())
+    }
+
+    #[test]
+    fn labels_are_inserted_in_name_order_where_absent() {
+        let body = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"a\"b"},"value":[1,"1"]},{"metric":{},"value":[1,"2"]},{"metric":{"cluster":"own"},"value":[1,"3"]}]},"warnings":["w \"metric\":{x}"]}"#;
+        assert_eq!(
+            attach(body).unwrap(),
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","cluster":"eu1","job":"a\"b","zone":"a\u003cb"},"value":[1,"1"]},{"metric":{"cluster":"eu1","zone":"a\u003cb"},"value":[1,"2"]},{"metric":{"cluster":"own","zone":"a\u003cb"},"value":[1,"3"]}]},"warnings":["w \"metric\":{x}"]}"#
+        );
+    }
+
+    #[test]
+    fn matrices_get_labels_like_a_decoded_answer_would() {
+        let body = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":"1"},"values":[[1,"1"],[2,"2"]]},{"metric":{"zz":"9"},"values":[[1,"1"]]}]}}"#;
+        let fast = attach(body).unwrap();
+        let env: crate::model::Envelope<QueryResult> = serde_json::from_str(body).unwrap();
+        let mut result = env.data.unwrap();
+        if let QueryResult::Matrix(m) = &mut result {
+            for s in m {
+                s.metric.adjust(
+                    &[],
+                    &[
+                        ("cluster".into(), "eu1".into()),
+                        ("zone".into(), "a<b".into()),
+                    ],
+                );
+            }
+        }
+        let slow = success(&[], &[], |out| write_query_result(out, &result));
+        assert_eq!(fast, String::from_utf8(slow).unwrap());
+    }
+
+    #[test]
+    fn malformed_label_sets_are_refused() {
+        assert!(attach(r#"{"metric":{"a":1}}"#).is_none());
+        assert!(attach(r#"{"metric":{"a":"1""#).is_none());
+        assert!(attach(r#"{"metric":{,"a":"1"}}"#).is_none());
+    }
+}

@@ -183,14 +183,18 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
     }
     check_failures(&failures, answered.is_empty(), &budget)?;
 
-    // One group, one answer, nothing to add: relay it as it came.
-    if failures.is_empty()
-        && answered.len() == 1
-        && answered[0].1.len() == 1
-        && !plan.attach_external_labels
-    {
-        let body = answered[0].1[0].1.body.clone();
-        return Ok(Reply::Raw(body));
+    // One group, one answer: relay it as it came, with the group's labels added in place
+    // when the plan leaves that to promgate.
+    if failures.is_empty() && answered.len() == 1 && answered[0].1.len() == 1 {
+        let (group, answers) = &answered[0];
+        let body = &answers[0].1.body;
+        let labels = group.label_pairs();
+        if !plan.attach_external_labels || labels.is_empty() {
+            return Ok(Reply::Raw(body.clone()));
+        }
+        if let Some(with_labels) = super::json::attach_labels_raw(body, &labels) {
+            return Ok(Reply::Json(with_labels));
+        }
     }
 
     let mut infos = Vec::new();

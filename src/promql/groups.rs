@@ -60,8 +60,11 @@ pub struct GroupPlan {
     pub queries: Vec<GroupQuery>,
     /// The order the caller must give the concatenated result.
     pub order: ResultOrder,
-    /// The expression is a matrix selector at the top, which cannot carry injected labels:
-    /// the caller must add each group's external labels to its result series (where absent).
+    /// The caller must add each group's external labels to its result series (where
+    /// absent): the expression is a matrix selector at the top, which cannot carry injected
+    /// labels, or it keeps every series' labels as they are (a selector, `rate(x[5m])`,
+    /// `x * 2`), where attaching them afterwards gives the same answer and spares the
+    /// backend the `label_replace` work.
     pub attach_external_labels: bool,
 }
 
@@ -120,8 +123,13 @@ pub struct GroupSelectors {
 /// exactly once. With no groups, no query is planned.
 pub fn plan_groups(expr: &Expr, groups: &[&ExternalLabels]) -> GroupPlan {
     let order = result_order(expr);
-    let attach_external_labels = matches!(unwrap_parens(expr), Expr::MatrixSelector(_));
-    let rewrites: Vec<GroupRewrite> = groups.iter().map(|g| rewrite_for_group(expr, g)).collect();
+    let attach_external_labels =
+        matches!(unwrap_parens(expr), Expr::MatrixSelector(_)) || keeps_labels(expr);
+    let inject = !attach_external_labels;
+    let rewrites: Vec<GroupRewrite> = groups
+        .iter()
+        .map(|g| rewrite_for_group(expr, g, inject))
+        .collect();
     let relevant: Vec<usize> = (0..groups.len())
         .filter(|&i| rewrites[i].can_match)
         .collect();
@@ -333,6 +341,114 @@ fn rewrite_selector(vs: &VectorSelector, ext: &ExternalLabels) -> SelectorRewrit
     }
 }
 
+// === label-keeping expressions ===
+
+/// Functions whose output series carry their input series' labels unchanged (`__name__`
+/// aside), whatever the labels are: their answer with external labels attached afterwards is
+/// their answer over series that had them all along.
+const LABEL_KEEPING_FUNCTIONS: &[&str] = &[
+    "abs",
+    "acos",
+    "acosh",
+    "asin",
+    "asinh",
+    "atan",
+    "atanh",
+    "avg_over_time",
+    "ceil",
+    "changes",
+    "clamp",
+    "clamp_max",
+    "clamp_min",
+    "cos",
+    "cosh",
+    "count_over_time",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "days_in_month",
+    "deg",
+    "delta",
+    "deriv",
+    "double_exponential_smoothing",
+    "exp",
+    "floor",
+    "histogram_quantile",
+    "holt_winters",
+    "hour",
+    "idelta",
+    "increase",
+    "irate",
+    "last_over_time",
+    "ln",
+    "log10",
+    "log2",
+    "mad_over_time",
+    "max_over_time",
+    "min_over_time",
+    "minute",
+    "month",
+    "predict_linear",
+    "present_over_time",
+    "quantile_over_time",
+    "rad",
+    "rate",
+    "resets",
+    "round",
+    "sgn",
+    "sin",
+    "sinh",
+    "sort",
+    "sort_desc",
+    "sqrt",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "sum_over_time",
+    "tan",
+    "tanh",
+    "timestamp",
+    "year",
+];
+
+/// Whether every output series of `e` has exactly the labels of one input series (minus
+/// `__name__`), so the external labels can be attached to the answer instead of injected.
+fn keeps_labels(e: &Expr) -> bool {
+    match e {
+        Expr::VectorSelector(_) | Expr::MatrixSelector(_) => true,
+        Expr::Paren(p) => keeps_labels(&p.expr),
+        Expr::Unary(u) => keeps_labels(&u.expr),
+        Expr::Subquery(s) => keeps_labels(&s.expr),
+        Expr::Call(c) => {
+            LABEL_KEEPING_FUNCTIONS.contains(&c.func.name)
+                && c.args.args.iter().any(|a| has_series(a))
+                && c.args
+                    .args
+                    .iter()
+                    .all(|a| !has_series(a) || keeps_labels(a))
+        }
+        // A vector with a number: the vector's labels go through (comparisons filter).
+        Expr::Binary(b) => match (has_series(&b.lhs), has_series(&b.rhs)) {
+            (true, false) => keeps_labels(&b.lhs) && is_number(&b.rhs),
+            (false, true) => keeps_labels(&b.rhs) && is_number(&b.lhs),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+fn has_series(e: &Expr) -> bool {
+    matches!(e.value_type(), ValueType::Vector | ValueType::Matrix)
+}
+
+fn is_number(e: &Expr) -> bool {
+    match e {
+        Expr::NumberLiteral(_) => true,
+        Expr::Paren(p) => is_number(&p.expr),
+        Expr::Unary(u) => is_number(&u.expr),
+        _ => false,
+    }
+}
+
 // === expression rewriting ===
 
 struct GroupRewrite {
@@ -341,9 +457,10 @@ struct GroupRewrite {
     can_match: bool,
 }
 
-fn rewrite_for_group(expr: &Expr, ext: &ExternalLabels) -> GroupRewrite {
+fn rewrite_for_group(expr: &Expr, ext: &ExternalLabels, inject: bool) -> GroupRewrite {
     let mut rw = Rewriter {
         ext,
+        inject,
         changed: false,
         can_match: false,
     };
@@ -357,6 +474,9 @@ fn rewrite_for_group(expr: &Expr, ext: &ExternalLabels) -> GroupRewrite {
 
 struct Rewriter<'a> {
     ext: &'a ExternalLabels,
+    /// Inject the labels with `label_replace`; otherwise only matchers are rewritten and the
+    /// caller attaches the labels to the answer.
+    inject: bool,
     changed: bool,
     /// At least one selector can match in this group.
     can_match: bool,
@@ -416,6 +536,9 @@ impl Rewriter<'_> {
     }
 
     fn wrap(&mut self, mut e: Expr) -> Expr {
+        if !self.inject {
+            return e;
+        }
         for (name, value) in self.ext {
             self.changed = true;
             e = label_replace(e, name, value);

@@ -66,9 +66,17 @@ fn groups_without_external_labels_get_the_query_unchanged() {
 fn matching_external_label_matcher_is_dropped_and_other_groups_pruned() {
     let p = plan(r#"up{cluster="eu1",job="a"}"#, &eu_us());
     assert_eq!(p.exactness, Exactness::Exact);
+    // A bare selector keeps its labels: they are attached to the answer, not injected.
+    assert!(p.attach_external_labels);
+    assert_eq!(queries(&p), vec![(0, r#"up{job="a"}"#)]);
+    let p = plan(r#"sum by (job) (up{cluster="eu1",job="a"})"#, &eu_us());
+    assert!(!p.attach_external_labels);
     assert_eq!(
         queries(&p),
-        vec![(0, wrapped(r#"up{job="a"}"#, EU).as_str())]
+        vec![(
+            0,
+            format!("sum by (job) ({})", wrapped(r#"up{job="a"}"#, EU)).as_str()
+        )]
     );
 }
 
@@ -76,31 +84,28 @@ fn matching_external_label_matcher_is_dropped_and_other_groups_pruned() {
 fn regex_matchers_are_fully_anchored() {
     let p = plan(r#"up{cluster=~"eu"}"#, &eu_us());
     // Matches in no group: evaluated once, on group 0, matching nothing.
+    assert_eq!(queries(&p), vec![(0, r#"up{__promgate_none__=~".^"}"#)]);
+    let p = plan(r#"up{cluster=~"eu.*|x"}"#, &eu_us());
+    assert_eq!(queries(&p), vec![(0, "up")]);
+    let p = plan(r#"up{cluster!~"eu.*"}"#, &eu_us());
+    assert_eq!(queries(&p), vec![(1, "up")]);
+    let p = plan(r#"count(up{cluster!="eu1"})"#, &eu_us());
     assert_eq!(
         queries(&p),
-        vec![(0, wrapped(r#"up{__promgate_none__=~".^"}"#, EU).as_str())]
+        vec![(1, format!("count({})", wrapped("up", US)).as_str())]
     );
-    let p = plan(r#"up{cluster=~"eu.*|x"}"#, &eu_us());
-    assert_eq!(queries(&p), vec![(0, wrapped("up", EU).as_str())]);
-    let p = plan(r#"up{cluster!~"eu.*"}"#, &eu_us());
-    assert_eq!(queries(&p), vec![(1, wrapped("up", US).as_str())]);
-    let p = plan(r#"up{cluster!="eu1"}"#, &eu_us());
-    assert_eq!(queries(&p), vec![(1, wrapped("up", US).as_str())]);
 }
 
 #[test]
 fn regex_dot_matches_newline_as_in_prometheus() {
     let groups = vec![ext(&[("site", "a\nb")]), ext(&[("site", "ab")])];
     let p = plan(r#"up{site=~"a.b"}"#, &groups);
-    assert_eq!(
-        queries(&p),
-        vec![(0, r#"label_replace(up, "site", "a\nb", "site", "")"#)]
-    );
-    let p = plan(r#"up{site!~"a.+"}"#, &groups);
+    assert_eq!(queries(&p), vec![(0, "up")]);
+    let p = plan(r#"count(up{site!~"a.+"})"#, &groups);
     assert_eq!(p.queries.len(), 1);
     assert_eq!(
         p.queries[0].query,
-        r#"label_replace(up{__promgate_none__=~".^"}, "site", "a\nb", "site", "")"#
+        r#"count(label_replace(up{__promgate_none__=~".^"}, "site", "a\nb", "site", ""))"#
     );
     // Go-only syntax the parser accepts (a literal `{`) still evaluates.
     let p = plan(r#"up{site=~"a{b}|ab"}"#, &groups);
@@ -113,18 +118,12 @@ fn regex_dot_matches_newline_as_in_prometheus() {
 #[test]
 fn selector_left_without_non_empty_matcher_selects_any_name() {
     let p = plan(r#"{cluster="eu1"}"#, &eu_us());
-    assert_eq!(
-        queries(&p),
-        vec![(0, wrapped(r#"{__name__=~".+"}"#, EU).as_str())]
-    );
+    assert_eq!(queries(&p), vec![(0, r#"{__name__=~".+"}"#)]);
     let p = plan(r#"{cluster="eu1",job=~".*"}"#, &eu_us());
-    assert_eq!(
-        queries(&p),
-        vec![(0, wrapped(r#"{__name__=~".+",job=~".*"}"#, EU).as_str())]
-    );
+    assert_eq!(queries(&p), vec![(0, r#"{__name__=~".+",job=~".*"}"#)]);
     // A remaining matcher that rejects "" is enough.
     let p = plan(r#"{cluster="eu1",job="a"}"#, &eu_us());
-    assert_eq!(queries(&p), vec![(0, wrapped(r#"{job="a"}"#, EU).as_str())]);
+    assert_eq!(queries(&p), vec![(0, r#"{job="a"}"#)]);
 }
 
 #[test]
@@ -155,13 +154,7 @@ fn selector_that_cannot_match_in_a_relevant_group_matches_nothing_there() {
 fn labels_that_are_not_external_labels_of_the_group_are_left_to_the_backend() {
     let groups = vec![ext(&[("cluster", "eu1")]), ext(&[])];
     let p = plan(r#"up{cluster="eu1"}"#, &groups);
-    assert_eq!(
-        queries(&p),
-        vec![
-            (0, r#"label_replace(up, "cluster", "eu1", "cluster", "")"#),
-            (1, r#"up{cluster="eu1"}"#),
-        ]
-    );
+    assert_eq!(queries(&p), vec![(0, "up"), (1, r#"up{cluster="eu1"}"#)]);
     assert_eq!(p.exactness, Exactness::Exact);
 }
 
@@ -229,22 +222,26 @@ fn absent_over_several_groups_is_not_exact() {
 
 #[test]
 fn timestamp_of_a_selector_is_wrapped_outside_the_call() {
+    let p = plan("count(timestamp((up)))", &[ext(&[("cluster", "eu1")])]);
+    assert_eq!(
+        queries(&p),
+        vec![(
+            0,
+            r#"count(label_replace(timestamp((up)), "cluster", "eu1", "cluster", ""))"#
+        )]
+    );
+    let p = plan("count(timestamp(abs(up)))", &[ext(&[("cluster", "eu1")])]);
+    assert_eq!(
+        queries(&p),
+        vec![(
+            0,
+            r#"count(timestamp(abs(label_replace(up, "cluster", "eu1", "cluster", ""))))"#
+        )]
+    );
+    // Alone, it keeps its labels: attached afterwards.
     let p = plan("timestamp((up))", &[ext(&[("cluster", "eu1")])]);
-    assert_eq!(
-        queries(&p),
-        vec![(
-            0,
-            r#"label_replace(timestamp((up)), "cluster", "eu1", "cluster", "")"#
-        )]
-    );
-    let p = plan("timestamp(abs(up))", &[ext(&[("cluster", "eu1")])]);
-    assert_eq!(
-        queries(&p),
-        vec![(
-            0,
-            r#"timestamp(abs(label_replace(up, "cluster", "eu1", "cluster", "")))"#
-        )]
-    );
+    assert!(p.attach_external_labels);
+    assert_eq!(queries(&p), vec![(0, "timestamp((up))")]);
 }
 
 #[test]
@@ -252,14 +249,14 @@ fn top_level_matrix_selector_asks_the_caller_to_attach_labels() {
     let p = plan(r#"up{cluster="eu1"}[5m] offset 1m"#, &eu_us());
     assert!(p.attach_external_labels);
     assert_eq!(queries(&p), vec![(0, "up[5m] offset 1m")]);
-    // A subquery carries the injected labels itself.
-    let p = plan("up[5m:1m]", &[ext(&[("cluster", "eu1")])]);
+    // A subquery of an aggregation carries the injected labels itself.
+    let p = plan("count(up)[5m:1m]", &[ext(&[("cluster", "eu1")])]);
     assert!(!p.attach_external_labels);
     assert_eq!(
         queries(&p),
         vec![(
             0,
-            r#"label_replace(up, "cluster", "eu1", "cluster", "")[5m:1m]"#
+            r#"count(label_replace(up, "cluster", "eu1", "cluster", ""))[5m:1m]"#
         )]
     );
 }
@@ -296,8 +293,11 @@ fn rewritten_queries_keep_what_the_parser_display_would_lose() {
 
 #[test]
 fn several_external_labels_wrap_in_name_order() {
-    let p = plan("up", &eu_us()[..1]);
-    assert_eq!(queries(&p), vec![(0, wrapped("up", EU).as_str())]);
+    let p = plan("group(up)", &eu_us()[..1]);
+    assert_eq!(
+        queries(&p),
+        vec![(0, format!("group({})", wrapped("up", EU)).as_str())]
+    );
 }
 
 #[test]
@@ -461,4 +461,43 @@ fn match_selectors_are_planned_per_group() {
     );
     let nowhere = vec![parse_match_selector(r#"up{cluster="x"}"#).expect("parses")];
     assert!(plan_match_selectors(&nowhere, &refs).is_empty());
+}
+
+#[test]
+fn expressions_that_keep_series_labels_get_labels_attached_not_injected() {
+    let groups = [ext(&[("cluster", "eu1")])];
+    for q in [
+        "up",
+        "rate(x[5m])",
+        "x * 2",
+        "2 > bool x",
+        "-x",
+        "histogram_quantile(0.9, rate(x_bucket[5m]))",
+        "sort_desc(rate(x[5m]))",
+        "clamp(x, 0, 1)",
+        "max_over_time(x[1h:5m])",
+        "x[5m]",
+        "(timestamp(x) > 1)",
+    ] {
+        let p = plan(q, &groups);
+        assert!(p.attach_external_labels, "{q}");
+        assert!(
+            !p.queries[0].query.contains("label_replace"),
+            "{q}: {:?}",
+            p.queries
+        );
+    }
+    for q in [
+        "sum(x)",
+        "x / y",
+        "x * scalar(y)",
+        r#"label_replace(x, "a", "$1", "cluster", "(.*)")"#,
+        "absent(x)",
+        r#"sort_by_label(x, "cluster")"#,
+        "vector(1)",
+        "count_values(\"v\", x)",
+    ] {
+        let p = plan(q, &groups);
+        assert!(!p.attach_external_labels, "{q}");
+    }
 }
