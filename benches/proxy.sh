@@ -16,6 +16,8 @@
 #   RANGE_QUERY [rate(demo_requests_total[5m])]
 #   PROMETHEUS_ONLY [0]                           1: skip promgate (measure Prometheus alone)
 #   KEEP_WORKDIR [0]                              1: keep the temp dir with data and logs
+#   WITH_NGINX [1]                                also measure nginx as a plain reverse proxy
+#                                                 (when installed), for scale
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -189,6 +191,42 @@ EOF
 	fi
 fi
 
+# === a plain reverse proxy, for scale ===
+# nginx relays bytes and nothing else: what any proxy costs on this machine.
+if command -v nginx >/dev/null && [ "${WITH_NGINX:-1}" = 1 ]; then
+	NGINX_PORT="$(free_port)"
+	mkdir -p "$WORK/nginx"
+	cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes 2;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+daemon off;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx;
+  proxy_temp_path $WORK/nginx;
+  upstream prometheus { server 127.0.0.1:$PROM_PORT; keepalive 32; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://prometheus;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+EOF
+	nginx -c "$WORK/nginx/nginx.conf" >"$WORK/nginx.log" 2>&1 &
+	PIDS+=($!)
+	if wait_ready nginx "http://127.0.0.1:$NGINX_PORT/-/ready" "${PIDS[-1]}" "$WORK/nginx.log"; then
+		TARGETS+=(nginx)
+		BASE[nginx]="http://127.0.0.1:$NGINX_PORT"
+		log "nginx on 127.0.0.1:$NGINX_PORT"
+	fi
+fi
+
 # === load ===
 
 urlencode() {
@@ -247,12 +285,12 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 echo
 echo "Prometheus $PROM_VERSION, $(cat "$WORK/synth.log"), wrk -t$THREADS -c$CONNECTIONS -d$DURATION"
 printf '%-16s %-11s %10s %10s %10s %7s   %s\n' endpoint target "req/s" "p50 ms" "p99 ms" errors \
-	"promgate/prometheus (req/s, p50, p99)"
+	"proxy/prometheus (req/s, p50, p99)"
 for endpoint in "${ENDPOINTS[@]}"; do
 	for target in "${TARGETS[@]}"; do
 		k="$endpoint,$target"
 		extra=""
-		if [ "$target" = promgate ]; then
+		if [ "$target" != prometheus ]; then
 			p="$endpoint,prometheus"
 			extra="$(ratio "${RPS[$k]}" "${RPS[$p]}") $(ratio "${P50[$k]}" "${P50[$p]}") $(ratio "${P99[$k]}" "${P99[$p]}")"
 		fi
