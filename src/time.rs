@@ -14,6 +14,17 @@ pub const MAX_TIME_MS: i64 = 9_223_309_901_257_974;
 const MIN_TIME_FORMATTED: &str = "-292273086-05-16T16:47:06Z";
 const MAX_TIME_FORMATTED: &str = "292277025-08-18T07:12:54.999999999Z";
 
+/// Prometheus's duration units, largest first, in milliseconds.
+const UNITS: [(&str, u64); 7] = [
+    ("y", 365 * 24 * 3_600_000),
+    ("w", 7 * 24 * 3_600_000),
+    ("d", 24 * 3_600_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
+
 /// Parses a Prometheus duration: a sequence of `<int><unit>` with units y, w, d, h, m, s, ms
 /// in that order, each at most once (`1h30m`, `5m`, `10s53ms`), or `0`.
 pub fn parse_prometheus_duration(s: &str) -> Result<Duration, String> {
@@ -24,15 +35,6 @@ pub fn parse_prometheus_duration(s: &str) -> Result<Duration, String> {
     if s.is_empty() {
         return Err("empty duration string".to_string());
     }
-    const UNITS: [(&str, u64); 7] = [
-        ("y", 365 * 24 * 3_600_000),
-        ("w", 7 * 24 * 3_600_000),
-        ("d", 24 * 3_600_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ];
     let bytes = s.as_bytes();
     let mut i = 0;
     let mut next_unit = 0;
@@ -73,15 +75,7 @@ pub fn format_prometheus_duration(d: Duration) -> String {
         return "0s".to_string();
     }
     let mut out = String::new();
-    for (unit, size) in [
-        ("y", 365 * 24 * 3_600_000u64),
-        ("w", 7 * 24 * 3_600_000),
-        ("d", 24 * 3_600_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-        ("ms", 1),
-    ] {
+    for (unit, size) in UNITS {
         if ms >= size {
             out.push_str(&format!("{}{unit}", ms / size));
             ms %= size;

@@ -36,15 +36,8 @@ async fn gather<T: serde::de::DeserializeOwned>(
 ) -> Result<Gathered<T>, ApiError> {
     let topology = app.topology.load();
     let (groups, unknown) = topology.replica_groups(Some(budget.deadline)).await;
-    let mut warnings: Vec<String> = Vec::new();
-    let mut failures: Vec<MemberFailure> = unknown
-        .into_iter()
-        .map(|(b, e)| MemberFailure {
-            backend: b.name().to_string(),
-            error: e,
-        })
-        .collect();
-    warnings.extend(failures.iter().map(MemberFailure::warning));
+    let mut failures = unknown;
+    let mut warnings: Vec<String> = failures.iter().map(MemberFailure::warning).collect();
     let asked: Vec<(ReplicaGroup, ApiRequest)> = groups
         .iter()
         .filter_map(|g| request_for(g).map(|r| (g.clone(), r.with_deadline(budget.deadline))))

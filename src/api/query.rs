@@ -159,17 +159,8 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
     });
     let outcomes = futures::future::join_all(calls).await;
 
-    let mut warnings: Vec<String> = unknown
-        .iter()
-        .map(|(b, e)| format!("backend {:?}: {e}", b.name()))
-        .collect();
-    let mut failures: Vec<MemberFailure> = unknown
-        .into_iter()
-        .map(|(b, e)| MemberFailure {
-            backend: b.name().to_string(),
-            error: e,
-        })
-        .collect();
+    let mut failures = unknown;
+    let mut warnings: Vec<String> = failures.iter().map(MemberFailure::warning).collect();
     let mut answered: Vec<(&ReplicaGroup, Answers)> = Vec::new();
     for (gq, outcome) in plan.queries.iter().zip(outcomes) {
         match outcome {

@@ -9,7 +9,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
-use super::{Backend, BackendError, ExternalLabels, HttpClient};
+use super::fanout::MemberFailure;
+use super::{Backend, ExternalLabels, HttpClient};
 use crate::config::Config;
 use crate::telemetry::Metrics;
 
@@ -85,7 +86,7 @@ impl Topology {
     pub async fn replica_groups(
         &self,
         deadline: Option<Instant>,
-    ) -> (Vec<ReplicaGroup>, Vec<(Arc<Backend>, BackendError)>) {
+    ) -> (Vec<ReplicaGroup>, Vec<MemberFailure>) {
         let soon = Instant::now() + DISCOVERY_IN_REQUEST;
         let deadline = Some(deadline.map_or(soon, |d| d.min(soon)));
         let lookups = self.backends.iter().map(|b| async move {
@@ -107,7 +108,10 @@ impl Topology {
                     }
                     groups.entry(key).or_default().push(backend);
                 }
-                Err(e) => unknown.push((backend, e)),
+                Err(error) => unknown.push(MemberFailure {
+                    backend: backend.name().to_string(),
+                    error,
+                }),
             }
         }
         let groups = order

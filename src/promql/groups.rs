@@ -343,75 +343,10 @@ fn rewrite_selector(vs: &VectorSelector, ext: &ExternalLabels) -> SelectorRewrit
 
 // === label-keeping expressions ===
 
-/// Functions whose output series carry their input series' labels unchanged (`__name__`
-/// aside), whatever the labels are: their answer with external labels attached afterwards is
-/// their answer over series that had them all along.
-const LABEL_KEEPING_FUNCTIONS: &[&str] = &[
-    "abs",
-    "acos",
-    "acosh",
-    "asin",
-    "asinh",
-    "atan",
-    "atanh",
-    "avg_over_time",
-    "ceil",
-    "changes",
-    "clamp",
-    "clamp_max",
-    "clamp_min",
-    "cos",
-    "cosh",
-    "count_over_time",
-    "day_of_month",
-    "day_of_week",
-    "day_of_year",
-    "days_in_month",
-    "deg",
-    "delta",
-    "deriv",
-    "double_exponential_smoothing",
-    "exp",
-    "floor",
-    "histogram_quantile",
-    "holt_winters",
-    "hour",
-    "idelta",
-    "increase",
-    "irate",
-    "last_over_time",
-    "ln",
-    "log10",
-    "log2",
-    "mad_over_time",
-    "max_over_time",
-    "min_over_time",
-    "minute",
-    "month",
-    "predict_linear",
-    "present_over_time",
-    "quantile_over_time",
-    "rad",
-    "rate",
-    "resets",
-    "round",
-    "sgn",
-    "sin",
-    "sinh",
-    "sort",
-    "sort_desc",
-    "sqrt",
-    "stddev_over_time",
-    "stdvar_over_time",
-    "sum_over_time",
-    "tan",
-    "tanh",
-    "timestamp",
-    "year",
-];
-
 /// Whether every output series of `e` has exactly the labels of one input series (minus
-/// `__name__`), so the external labels can be attached to the answer instead of injected.
+/// `__name__`, or `le` for a classic histogram's quantile), so the external labels can be
+/// attached to the answer instead of injected: the per-series functions keep them whatever
+/// they are.
 fn keeps_labels(e: &Expr) -> bool {
     match e {
         Expr::VectorSelector(_) | Expr::MatrixSelector(_) => true,
@@ -419,7 +354,7 @@ fn keeps_labels(e: &Expr) -> bool {
         Expr::Unary(u) => keeps_labels(&u.expr),
         Expr::Subquery(s) => keeps_labels(&s.expr),
         Expr::Call(c) => {
-            LABEL_KEEPING_FUNCTIONS.contains(&c.func.name)
+            PER_SERIES_FUNCTIONS.contains(&c.func.name)
                 && c.args.args.iter().any(|a| has_series(a))
                 && c.args
                     .args

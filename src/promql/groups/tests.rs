@@ -478,6 +478,7 @@ fn expressions_that_keep_series_labels_get_labels_attached_not_injected() {
         "max_over_time(x[1h:5m])",
         "x[5m]",
         "(timestamp(x) > 1)",
+        r#"sort_by_label(x, "instance")"#,
     ] {
         let p = plan(q, &groups);
         assert!(p.attach_external_labels, "{q}");
@@ -493,7 +494,6 @@ fn expressions_that_keep_series_labels_get_labels_attached_not_injected() {
         "x * scalar(y)",
         r#"label_replace(x, "a", "$1", "cluster", "(.*)")"#,
         "absent(x)",
-        r#"sort_by_label(x, "cluster")"#,
         "vector(1)",
         "count_values(\"v\", x)",
     ] {
