@@ -357,3 +357,57 @@ fn buildinfo_compression_h2c_and_own_endpoints() {
         405
     );
 }
+
+#[test]
+fn odd_input_never_breaks_the_server() {
+    let f = fixture();
+    let long = "x".repeat(20_000);
+    for pq in [
+        "/api/v1/label/values".to_string(),
+        "/api/v1/label//values".to_string(),
+        "/api/v1/label/%ZZ/values".to_string(),
+        "/api/v1/query?query=up&time=1e308".to_string(),
+        "/api/v1/query?query=up&time=-1e308".to_string(),
+        "/api/v1/query?query=up&time=NaN".to_string(),
+        "/api/v1/query_range?query=up&start=0&end=1e18&step=1e-9".to_string(),
+        "/api/v1/query_range?query=up&start=1&end=2&step=-Inf".to_string(),
+        "/api/v1/query?query=up&timeout=-5s".to_string(),
+        format!("/api/v1/query?query={}", enc("up{a=\"\u{2028}é\u{0}\"}")),
+        format!("/api/v1/query?query={}", enc("{__name__=~\"(\"}")),
+        format!("/api/v1/query?query={}", enc(&long)),
+        format!("/api/v1/series?match[]={}", enc("{a=~\".*\"}")),
+        format!("/api/v1/series?match[]={}", enc("sum(up)")),
+        "/api/v1/query?query=up&partial_response=maybe".to_string(),
+        "/api/v1/query?query=%FF%FE".to_string(),
+        "/api/v1/metadata?limit=-1&limit_per_metric=0".to_string(),
+        "/api/v1/parse_query?query=".to_string(),
+        "/api/v1/format_query?query=%28".to_string(),
+    ] {
+        let shown: String = pq.chars().take(120).collect();
+        let r = common::http_get(&f.gateway.url(&pq)).unwrap_or_else(|e| panic!("{shown}: {e}"));
+        assert!(
+            r.status < 500 || r.status == 503,
+            "{shown}: {} {}",
+            r.status,
+            r.text()
+        );
+        if r.status != 404 {
+            let v = r.json().unwrap_or_else(|e| panic!("{shown}: {e}"));
+            assert!(
+                v["status"] == "success" || v["status"] == "error",
+                "{shown}: {v}"
+            );
+        }
+    }
+    // A request line longer than the HTTP layer accepts is refused, not served.
+    let huge = format!("/api/v1/query?query={}", "x".repeat(200_000));
+    let r = common::http_get(&f.gateway.url(&huge)).unwrap();
+    assert!(
+        r.status == 414 || r.status == 431 || r.status == 400,
+        "{}",
+        r.status
+    );
+    // Still serving.
+    let (status, _) = f.gateway.get_json("/api/v1/query?query=vector(1)");
+    assert_eq!(status, 200);
+}

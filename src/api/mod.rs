@@ -45,7 +45,7 @@ pub fn route_name(path: &str) -> &'static str {
         "/-/ready" => "ready",
         "/-/reload" => "reload",
         "/metrics" => "metrics",
-        p if p.starts_with("/api/v1/label/") && p.ends_with("/values") => "label_values",
+        p if label_values_name(p).is_some() => "label_values",
         _ => "other",
     }
 }
@@ -124,9 +124,8 @@ async fn route(
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             app.metrics.render(),
         )),
-        p if p.starts_with("/api/v1/label/") && p.ends_with("/values") && get => {
-            let raw = &p["/api/v1/label/".len()..p.len() - "/values".len()];
-            let name = percent_decode(raw);
+        p if get && label_values_name(p).is_some() => {
+            let name = percent_decode(label_values_name(p).unwrap_or_default());
             metadata::label_values(app, params, &name).await
         }
         "/api/v1/query"
@@ -150,6 +149,13 @@ async fn route(
             "404 page not found\n".into(),
         )),
     }
+}
+
+/// The (still percent-encoded) label name of a `/api/v1/label/<name>/values` path.
+fn label_values_name(path: &str) -> Option<&str> {
+    path.strip_prefix("/api/v1/label/")?
+        .strip_suffix("/values")
+        .filter(|name| !name.is_empty() && !name.contains('/'))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -184,4 +190,19 @@ fn respond(result: Result<Reply, ApiError>) -> Response<Full<Bytes>> {
 /// Errors raised by the server's own layers (overload, timeout) as Prometheus answers.
 pub fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
     respond(Err(e.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_paths_yield_their_name() {
+        assert_eq!(label_values_name("/api/v1/label/job/values"), Some("job"));
+        assert_eq!(label_values_name("/api/v1/label/values"), None);
+        assert_eq!(label_values_name("/api/v1/label//values"), None);
+        assert_eq!(label_values_name("/api/v1/label/a/b/values"), None);
+        assert_eq!(percent_decode("a%2Fb+c"), "a/b+c");
+        assert_eq!(route_name("/api/v1/label/values"), "other");
+    }
 }
