@@ -147,6 +147,33 @@ fn dead_replica_is_covered_by_its_twin_and_dead_group_is_a_warning() {
         assert_eq!(series_of(&answer).len(), 8, "{path}: {answer}");
     }
 
+    // The status page says who is down and why.
+    let (status, backends) = f.gateway.get_json("/api/v1/status/backends");
+    assert_eq!(status, 200);
+    let entry = |name: &str| {
+        backends["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} missing in {backends}"))
+    };
+    let b = entry("eu1-b");
+    assert_eq!(b["up"], false, "{b}");
+    assert!(
+        b["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("connection failed"),
+        "{b}"
+    );
+    assert_eq!(b["group"], serde_json::json!({"cluster": "eu1"}));
+    assert_eq!(b["externalLabels"]["replica"], "b");
+    let a = entry("eu1-a");
+    assert_eq!(a["up"], true, "{a}");
+    assert!(a["lastLatencySeconds"].as_f64().is_some(), "{a}");
+
     // The whole of eu1 dies: us1 answers, with a warning naming the dead backends.
     f.eu1_a.kill();
     for path in [&instant, &range] {

@@ -41,6 +41,7 @@ pub fn route_name(path: &str) -> &'static str {
         "/api/v1/format_query" => "format_query",
         "/api/v1/parse_query" => "parse_query",
         "/api/v1/status/buildinfo" => "buildinfo",
+        "/api/v1/status/backends" => "backends",
         "/-/healthy" => "healthy",
         "/-/ready" => "ready",
         "/-/reload" => "reload",
@@ -99,6 +100,7 @@ async fn route(
         "/api/v1/format_query" if get_post => status::format_query(params),
         "/api/v1/parse_query" if get_post => status::parse_query(params),
         "/api/v1/status/buildinfo" if get => Ok(status::buildinfo()),
+        "/api/v1/status/backends" if get => Ok(status::backends(app)),
         "/-/healthy" if get => Ok(Reply::Status(
             StatusCode::OK,
             "Prometheus Server is Healthy.\n".into(),
@@ -137,6 +139,7 @@ async fn route(
         | "/api/v1/format_query"
         | "/api/v1/parse_query"
         | "/api/v1/status/buildinfo"
+        | "/api/v1/status/backends"
         | "/-/healthy"
         | "/-/ready"
         | "/-/reload"

@@ -3,6 +3,7 @@
 use super::Reply;
 use super::json;
 use super::params::Params;
+use crate::app::App;
 use crate::error::ApiError;
 
 /// The Prometheus version whose API and PromQL promgate speaks; Grafana enables features
@@ -57,4 +58,43 @@ pub fn parse_query(params: &Params) -> Result<Reply, ApiError> {
         // values, not the same bytes.
         out.extend_from_slice(tree.to_string().as_bytes());
     })))
+}
+
+/// `/api/v1/status/backends`: every configured backend, its group and what promgate knows
+/// of its health.
+pub fn backends(app: &App) -> Reply {
+    let topology = app.topology.load();
+    let replica_labels = &topology.config.query.replica_labels;
+    let list: Vec<serde_json::Value> = topology
+        .backends
+        .iter()
+        .map(|b| {
+            let labels = b.external_labels();
+            let group = labels.as_ref().map(|l| {
+                let mut g = (**l).clone();
+                g.retain(|k, _| !replica_labels.contains(k));
+                g
+            });
+            let status = b.status();
+            serde_json::json!({
+                "name": b.name(),
+                "kind": b.config.kind.to_string(),
+                "url": b.config.url,
+                "externalLabels": labels.as_deref(),
+                "group": group,
+                "up": b.is_healthy(),
+                "lastSuccess": status.last_success_ms.map(seconds),
+                "lastError": status.last_error.as_ref().map(|(_, e)| e.clone()),
+                "lastErrorTime": status.last_error.as_ref().map(|(t, _)| seconds(*t)),
+                "lastLatencySeconds": status.last_latency_seconds,
+            })
+        })
+        .collect();
+    Reply::Json(json::success(&[], &[], |out| {
+        out.extend_from_slice(serde_json::Value::from(list).to_string().as_bytes());
+    }))
+}
+
+fn seconds(ms: i64) -> f64 {
+    ms as f64 / 1000.0
 }

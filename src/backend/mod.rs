@@ -45,7 +45,19 @@ pub struct Backend {
     labels: ArcSwapOption<ExternalLabels>,
     last_failed_discovery: Mutex<Option<(Instant, String)>>,
     healthy: AtomicBool,
+    status: Mutex<BackendStatus>,
     metrics: Arc<Metrics>,
+}
+
+/// What the last requests to a backend showed, for /api/v1/status/backends.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BackendStatus {
+    /// Unix milliseconds of the last answer (a rejected query counts as one).
+    pub last_success_ms: Option<i64>,
+    /// The last failure and its unix milliseconds.
+    pub last_error: Option<(i64, String)>,
+    /// How long the last request took, in seconds.
+    pub last_latency_seconds: Option<f64>,
 }
 
 impl Backend {
@@ -58,8 +70,14 @@ impl Backend {
             labels,
             last_failed_discovery: Mutex::new(None),
             healthy: AtomicBool::new(true),
+            status: Mutex::new(BackendStatus::default()),
             metrics,
         }
+    }
+
+    /// A snapshot of what the last requests showed.
+    pub fn status(&self) -> BackendStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     pub fn name(&self) -> &str {
@@ -93,13 +111,21 @@ impl Backend {
             Err(e) => e.is_query_error(),
         };
         self.healthy.store(ok, Ordering::Relaxed);
+        let took = started.elapsed();
+        if let Ok(mut status) = self.status.lock() {
+            let now = crate::time::now_ms();
+            status.last_latency_seconds = Some(took.as_secs_f64());
+            match &result {
+                Err(e) if !ok => status.last_error = Some((now, e.to_string())),
+                _ => status.last_success_ms = Some(now),
+            }
+        }
         let outcome = match &result {
             Ok(_) => "success",
             Err(e) if e.is_query_error() => "success",
             Err(e) => e.metric_result(),
         };
-        self.metrics
-            .observe_backend(self.name(), outcome, started.elapsed());
+        self.metrics.observe_backend(self.name(), outcome, took);
         result
     }
 
