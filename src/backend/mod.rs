@@ -6,6 +6,7 @@
 pub mod client;
 pub mod error;
 pub mod fanout;
+mod retry;
 mod topology;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -196,6 +197,10 @@ fn build_stack(config: &BackendConfig, client: HttpClient) -> BackendService {
         })
         .timeout(timeout)
         .concurrency_limit(config.max_concurrent_requests)
+        .retry(retry::ReadRetryPolicy::new(
+            config.retries,
+            config.retry_backoff.0,
+        ))
         .service(http);
     BoxCloneSyncService::new(stack)
 }

@@ -89,6 +89,21 @@ pub struct BackendConfig {
     /// Requests sent to this backend at once.
     #[serde(default = "default_backend_concurrency")]
     pub max_concurrent_requests: usize,
+    /// Further attempts after a failed connection or a gateway error (reads are safe to
+    /// repeat).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Wait before the first retry, doubling for each further one (with ±50% jitter).
+    #[serde(default = "default_retry_backoff")]
+    pub retry_backoff: PromDuration,
+}
+
+fn default_retries() -> u32 {
+    1
+}
+
+fn default_retry_backoff() -> PromDuration {
+    PromDuration(Duration::from_millis(50))
 }
 
 fn default_backend_timeout() -> PromDuration {

@@ -121,6 +121,9 @@ fn check_backend(i: usize, backend: &BackendConfig, problems: &mut Vec<String>) 
     if backend.timeout.0.is_zero() {
         problems.push(format!("{}: must be greater than zero", at("timeout")));
     }
+    if backend.retries > 10 {
+        problems.push(format!("{}: at most 10", at("retries")));
+    }
     if backend.max_concurrent_requests == 0 {
         problems.push(format!(
             "{}: must be at least 1",
