@@ -4,9 +4,11 @@
 //! running).
 
 mod http;
+mod influx;
 pub mod synth;
 
 pub use http::{HttpResponse, http, http_get, post_form};
+pub use influx::InfluxServer;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -92,6 +94,8 @@ pub struct PrometheusOptions {
     pub port: Option<u16>,
     /// Reuse this data directory instead of a fresh one (restart with the same data).
     pub data_dir: Option<PathBuf>,
+    /// Top-level YAML appended to the configuration (`remote_write:`, `remote_read:`).
+    pub extra_config: String,
 }
 
 impl PrometheusOptions {
@@ -270,6 +274,7 @@ fn config_yaml(opts: &PrometheusOptions, port: u16) -> String {
         }
         None => y.push_str("scrape_configs: []\n"),
     }
+    y.push_str(&opts.extra_config);
     y
 }
 

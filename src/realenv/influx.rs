@@ -1,0 +1,127 @@
+//! A real InfluxDB 1.x (Debian's `influxdb` package) on loopback: the long-term store that
+//! Prometheus remote-writes to and remote-reads from.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{free_port, http, http_get};
+
+/// A running `influxd`, stopped on drop.
+pub struct InfluxServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl InfluxServer {
+    /// Starts influxd with its data in a temporary directory and creates `database`.
+    pub fn start(database: &str) -> Result<Self, String> {
+        let influxd = Path::new("/usr/bin/influxd");
+        if !influxd.is_file() {
+            return Err("no /usr/bin/influxd: apt-get install influxdb (bash .ci/run does)".into());
+        }
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let port = free_port()?;
+        let rpc = free_port()?;
+        let d = dir.path().display();
+        let config = format!(
+            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
+             [meta]\n  dir = \"{d}/meta\"\n\
+             [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
+             [http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n\
+             [monitor]\n  store-enabled = false\n"
+        );
+        let config_path = dir.path().join("influxdb.conf");
+        std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
+        let log =
+            std::fs::File::create(dir.path().join("influxd.log")).map_err(|e| e.to_string())?;
+        let child = Command::new(influxd)
+            .arg("run")
+            .arg("-config")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting influxd: {e}"))?;
+        let mut server = InfluxServer {
+            child: Some(child),
+            port,
+            dir,
+        };
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            if http_get(&format!("{}/ping", server.url())).is_ok_and(|r| r.status == 204) {
+                break;
+            }
+            if let Some(Ok(Some(status))) = server.child.as_mut().map(Child::try_wait) {
+                return Err(format!("influxd exited with {status}"));
+            }
+            if Instant::now() > until {
+                return Err("influxd not ready within 30 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let q: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("q", &format!("CREATE DATABASE \"{database}\""))
+            .finish();
+        let r = http("POST", &format!("{}/query?{q}", server.url()), &[], b"")
+            .map_err(|e| e.to_string())?;
+        if r.status != 200 {
+            return Err(format!("CREATE DATABASE: HTTP {} {}", r.status, r.text()));
+        }
+        Ok(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Prometheus `remote_write` URL for `database`.
+    pub fn write_url(&self, database: &str) -> String {
+        format!("{}/api/v1/prom/write?db={database}", self.url())
+    }
+
+    /// Prometheus `remote_read` URL for `database`.
+    pub fn read_url(&self, database: &str) -> String {
+        format!("{}/api/v1/prom/read?db={database}", self.url())
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// SIGSTOP: keeps its socket, answers nothing (a hung store).
+    pub fn suspend(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    /// Stops it at once: connections are refused from then on.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
+}
+
+impl Drop for InfluxServer {
+    fn drop(&mut self) {
+        self.resume();
+        self.kill();
+    }
+}
