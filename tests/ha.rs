@@ -223,7 +223,22 @@ fn hung_replica_delays_answers_boundedly() {
     let started = std::time::Instant::now();
     let (status, answer) = f.gateway.get_json(&range);
     let took = started.elapsed();
+    // An instant query asks one replica; after query.hedge_after (2 s) its twin as well.
+    let instant = format!(
+        "/api/v1/query?query=demo_temperature_celsius&time={}",
+        f.end - 600
+    );
+    let started = std::time::Instant::now();
+    let (instant_status, instant_answer) = f.gateway.get_json(&instant);
+    let instant_took = started.elapsed();
     f.eu1_b.resume();
+    assert_eq!(instant_status, 200, "{instant_answer}");
+    assert_eq!(series_of(&instant_answer).len(), 8, "{instant_answer}");
+    assert!(instant_answer.get("warnings").is_none(), "{instant_answer}");
+    assert!(
+        instant_took < std::time::Duration::from_secs(5),
+        "took {instant_took:?}: waited for the hung replica's timeout"
+    );
     assert_eq!(status, 200, "{answer}");
     assert_eq!(series_of(&answer).len(), 8, "{answer}");
     // Replica a answered; the hung twin is not waited for until its 5 s timeout.

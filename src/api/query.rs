@@ -138,6 +138,7 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
     };
     let replica_labels = &topology.config.query.replica_labels;
 
+    let hedge_after = topology.config.query.hedge_after.0;
     let labels: Vec<_> = groups.iter().map(|g| &g.labels).collect();
     let plan = plan_groups(&expr, &labels);
 
@@ -152,7 +153,7 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
         let req = backend_request(params, range, text, &budget);
         async move {
             match range {
-                Range::Instant { .. } => fanout::first_answer(group, &req).await,
+                Range::Instant { .. } => fanout::first_answer(group, &req, hedge_after).await,
                 Range::Range { .. } => fanout::all_answers(group, &req).await,
             }
         }

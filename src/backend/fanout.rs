@@ -41,25 +41,71 @@ pub enum GroupOutcome {
     Rejected(BackendError),
 }
 
-/// Tries the members in order; the first answer wins.
-pub async fn first_answer(group: &ReplicaGroup, req: &ApiRequest) -> GroupOutcome {
+/// Tries the members in order; the first answer wins. A member that fails hands over to
+/// the next at once; one that has not answered after `hedge_after` gets the next member asked
+/// beside it (a hung replica then costs `hedge_after`, not its whole timeout). The slower
+/// request is dropped when the other answers, which cancels it on the backend.
+pub async fn first_answer(
+    group: &ReplicaGroup,
+    req: &ApiRequest,
+    hedge_after: Duration,
+) -> GroupOutcome {
     let mut failures = Vec::new();
-    for member in &group.members {
-        match member.call(req.clone()).await {
+    let mut members = group.members.iter();
+    let mut pending = FuturesUnordered::new();
+    let ask = |member: &Arc<Backend>| {
+        let member = member.clone();
+        let req = req.clone();
+        async move {
+            let result = member.call(req).await;
+            (member, result)
+        }
+    };
+    if let Some(first) = members.next() {
+        pending.push(ask(first));
+    }
+    let mut hedge = Box::pin(tokio::time::sleep_until(after(hedge_after)));
+    loop {
+        let next = tokio::select! {
+            next = pending.next() => next,
+            _ = &mut hedge, if members.len() > 0 => {
+                if let Some(member) = members.next() {
+                    pending.push(ask(member));
+                }
+                hedge.as_mut().reset(after(hedge_after));
+                continue;
+            }
+        };
+        let Some((member, result)) = next else {
+            return GroupOutcome::Failed(failures);
+        };
+        match result {
             Ok(resp) => {
                 return GroupOutcome::Answered {
-                    answers: vec![(member.clone(), resp)],
+                    answers: vec![(member, resp)],
                     failures,
                 };
             }
             Err(e) if e.is_query_error() => return GroupOutcome::Rejected(e),
-            Err(e) => failures.push(MemberFailure {
-                backend: member.name().to_string(),
-                error: e,
-            }),
+            Err(e) => {
+                failures.push(MemberFailure {
+                    backend: member.name().to_string(),
+                    error: e,
+                });
+                if let Some(next_member) = members.next() {
+                    pending.push(ask(next_member));
+                    hedge.as_mut().reset(after(hedge_after));
+                }
+            }
         }
     }
-    GroupOutcome::Failed(failures)
+}
+
+/// `d` from now, or a year when that overflows (`Duration::MAX` means never).
+fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
 }
 
 /// Asks every member at once. Once one has answered, the others get a grace period (as long
@@ -67,7 +113,7 @@ pub async fn first_answer(group: &ReplicaGroup, req: &ApiRequest) -> GroupOutcom
 /// boundedly, not by its whole timeout.
 pub async fn all_answers(group: &ReplicaGroup, req: &ApiRequest) -> GroupOutcome {
     if group.members.len() == 1 {
-        return first_answer(group, req).await;
+        return first_answer(group, req, Duration::MAX).await;
     }
     let started = Instant::now();
     let mut pending: FuturesUnordered<_> = group

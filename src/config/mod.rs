@@ -63,6 +63,9 @@ pub struct QueryConfig {
     pub partial_response: bool,
     /// Upper bound for one query, end to end.
     pub timeout: PromDuration,
+    /// An instant query whose replica has not answered after this long is also sent to the
+    /// next replica of its group; the first answer wins.
+    pub hedge_after: PromDuration,
 }
 
 impl Default for QueryConfig {
@@ -71,6 +74,7 @@ impl Default for QueryConfig {
             replica_labels: Vec::new(),
             partial_response: true,
             timeout: PromDuration(Duration::from_secs(120)),
+            hedge_after: PromDuration(Duration::from_secs(2)),
         }
     }
 }

@@ -67,6 +67,9 @@ fn check(config: &Config, problems: &mut Vec<String>) {
     if config.server.max_concurrent_requests == 0 {
         problems.push("server.max_concurrent_requests: must be at least 1".to_string());
     }
+    if config.query.hedge_after.0.is_zero() {
+        problems.push("query.hedge_after: must be greater than zero".to_string());
+    }
     if config.query.timeout.0.is_zero() {
         problems.push("query.timeout: must be greater than zero".to_string());
     }
