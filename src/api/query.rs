@@ -14,7 +14,7 @@ use crate::backend::fanout::{self, GroupOutcome, MemberFailure};
 use crate::backend::{ApiRequest, ApiResponse, Backend, BackendError, ReplicaGroup};
 use crate::error::{ApiError, ErrorType};
 use crate::model::{Envelope, Labels, Point, QueryResult, Series};
-use crate::promql::{Exactness, ResultOrder, plan_groups};
+use crate::promql::{Exactness, ResultOrder, map_annotation_positions, plan_groups};
 use crate::time::{now_ms, write_timestamp};
 
 /// Each answering member of a group with its answer.
@@ -162,10 +162,15 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
 
     let mut failures = unknown;
     let mut warnings: Vec<String> = failures.iter().map(MemberFailure::warning).collect();
-    let mut answered: Vec<(&ReplicaGroup, Answers)> = Vec::new();
+    // Each answering group, its answers, and the query text it was sent when that was not
+    // the client's own.
+    let mut answered: Vec<(&ReplicaGroup, Answers, Option<&str>)> = Vec::new();
     for (gq, outcome) in plan.queries.iter().zip(outcomes) {
+        let sent = gq.rewritten.then_some(gq.query.as_str());
         match outcome {
-            GroupOutcome::Answered { answers, .. } => answered.push((&groups[gq.group], answers)),
+            GroupOutcome::Answered { answers, .. } => {
+                answered.push((&groups[gq.group], answers, sent))
+            }
             GroupOutcome::Rejected(e) => return Err(rejected(e)),
             GroupOutcome::Failed(f) => {
                 warnings.extend(f.iter().map(MemberFailure::warning));
@@ -178,24 +183,32 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
     // One group, one answer: relay it as it came, with the group's labels added in place
     // when the plan leaves that to promgate.
     if failures.is_empty() && answered.len() == 1 && answered[0].1.len() == 1 {
-        let (group, answers) = &answered[0];
+        let (group, answers, sent) = &answered[0];
         let body = &answers[0].1.body;
         let labels = group.label_pairs();
-        if !plan.attach_external_labels || labels.is_empty() {
+        // Annotations of a rewritten query need their positions mapped: decode below.
+        let relayable = sent.is_none() || !has_annotations(body);
+        if relayable && (!plan.attach_external_labels || labels.is_empty()) {
             return Ok(Reply::Raw(body.clone()));
         }
-        if let Some(with_labels) = super::json::attach_labels_raw(body, &labels) {
-            return Ok(Reply::Json(with_labels));
+        if relayable {
+            if let Some(with_labels) = super::json::attach_labels_raw(body, &labels) {
+                return Ok(Reply::Json(with_labels));
+            }
         }
     }
 
     let mut infos = Vec::new();
     let mut combined: Option<QueryResult> = None;
     let answered_groups = answered.len();
-    for (group, answers) in answered {
+    for (group, answers, sent) in answered {
         let mut result: Option<QueryResult> = None;
         for (backend, resp) in answers {
-            let env = decode(&backend, &resp.body)?;
+            let mut env = decode::<QueryResult>(&backend, &resp.body)?;
+            if let Some(sent) = sent {
+                map_annotation_positions(&mut env.warnings, query, sent);
+                map_annotation_positions(&mut env.infos, query, sent);
+            }
             push_unique(&mut warnings, env.warnings);
             push_unique(&mut infos, env.infos);
             let Some(data) = env.data else { continue };
@@ -227,6 +240,13 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
         &infos,
         |out| super::json::write_query_result(out, &result),
     )))
+}
+
+/// Whether an answer carries warnings or infos (the keys only occur at the top level: label
+/// values are strings, never lists).
+fn has_annotations(body: &[u8]) -> bool {
+    memchr::memmem::find(body, b"\"warnings\":[").is_some()
+        || memchr::memmem::find(body, b"\"infos\":[").is_some()
 }
 
 fn backend_request(params: &Params, range: Range, query: &str, budget: &Budget) -> ApiRequest {

@@ -3,9 +3,11 @@
 
 pub mod ast_json;
 pub mod groups;
+mod positions;
 
 pub use ast_json::{ast_to_json, format_query, to_promql};
 pub use groups::{
     Exactness, ExternalLabels, GroupPlan, GroupQuery, GroupSelectors, ResultOrder,
     parse_match_selector, plan_groups, plan_match_selectors, rewrite_selector_for_group,
 };
+pub use positions::map_annotation_positions;
