@@ -12,8 +12,13 @@ use crate::telemetry::Metrics;
 /// How long one round of external-label discovery may take.
 pub(crate) const DISCOVERY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Distinct query texts kept parsed.
+const QUERY_CACHE_ENTRIES: usize = 4096;
+
 pub struct App {
     pub topology: TopologyHandle,
+    /// Parsed queries by text.
+    pub queries: crate::promql::cache::ParseCache,
     pub metrics: Arc<Metrics>,
     config_path: Option<PathBuf>,
     ready: AtomicBool,
@@ -29,6 +34,7 @@ impl App {
             .set(crate::time::now_ms() / 1000);
         Arc::new(App {
             topology: TopologyHandle::new(config, metrics.clone()),
+            queries: crate::promql::cache::ParseCache::new(QUERY_CACHE_ENTRIES),
             metrics,
             config_path,
             ready: AtomicBool::new(false),

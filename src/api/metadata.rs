@@ -369,7 +369,7 @@ pub async fn exemplars(app: &App, params: &Params) -> Result<Reply, ApiError> {
     }
     let budget = Budget::from_params(app, params)?;
     let query = params.get("query").unwrap_or("");
-    let expr = match promql_parser::parser::parse(query) {
+    let expr = match app.queries.parse(query) {
         Ok(e) => e,
         Err(e) => {
             let groups = app

@@ -122,7 +122,7 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
     let query = params.get("query").unwrap_or("");
     let topology = app.topology.load();
     let (groups, unknown) = topology.replica_groups(Some(budget.deadline)).await;
-    let expr = match promql_parser::parser::parse(query) {
+    let expr = match app.queries.parse(query) {
         Ok(expr) => expr,
         Err(e) => {
             let ours = ApiError::invalid_param("query", format!("parse error: {e}"));

@@ -2,6 +2,7 @@
 //! AST. Parsing itself is promql-parser's.
 
 pub mod ast_json;
+pub mod cache;
 pub mod groups;
 mod positions;
 
