@@ -9,8 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use promql_parser::parser::Expr;
 
+/// Query text → parsed query and when it was last used (a tick of `clock`).
+type Entries = HashMap<Box<str>, (Arc<Expr>, u64)>;
+
 pub struct ParseCache {
-    entries: Mutex<HashMap<Box<str>, (Arc<Expr>, u64)>>,
+    entries: Mutex<Entries>,
     capacity: usize,
     clock: AtomicU64,
 }
