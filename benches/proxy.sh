@@ -16,6 +16,7 @@
 #   RANGE_QUERY [rate(demo_requests_total[5m])]
 #   PROMETHEUS_ONLY [0]                           1: skip promgate (measure Prometheus alone)
 #   KEEP_WORKDIR [0]                              1: keep the temp dir with data and logs
+#   SETTLE [30]                                   seconds to wait after Prometheus starts
 #   WITH_NGINX [1]                                also measure nginx as a plain reverse proxy
 #                                                 (when installed), for scale
 set -euo pipefail
@@ -29,6 +30,7 @@ INSTANCES="${INSTANCES:-25}"
 RANGE_QUERY="${RANGE_QUERY:-rate(demo_requests_total[5m])}"
 PROMETHEUS_ONLY="${PROMETHEUS_ONLY:-0}"
 KEEP_WORKDIR="${KEEP_WORKDIR:-0}"
+SETTLE="${SETTLE:-30}"
 
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -152,8 +154,9 @@ PIDS+=($!)
 wait_ready prometheus "http://127.0.0.1:$PROM_PORT/-/ready" "${PIDS[-1]}" "$WORK/prometheus.log" ||
 	die "prometheus did not start"
 log "prometheus $PROM_VERSION on 127.0.0.1:$PROM_PORT"
-# One scrape, so that `up` has a sample.
-sleep 2
+# Let the first scrapes happen and the start-up compaction of the backfilled blocks finish:
+# measured on a busy Prometheus, every ratio would be noise.
+sleep "$SETTLE"
 
 # === promgate ===
 
