@@ -135,7 +135,7 @@ pub fn write_timestamp(out: &mut Vec<u8>, ms: i64) {
         out.push(b'-');
     }
     let abs = ms.unsigned_abs();
-    out.extend_from_slice((abs / 1000).to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(abs / 1000).as_bytes());
     let frac = abs % 1000;
     if frac != 0 {
         let digits = [
