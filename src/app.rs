@@ -63,7 +63,13 @@ impl App {
         let result = Config::load(path);
         match result {
             Ok(config) => {
-                let changed = *self.topology.load().config != config;
+                let running = self.topology.load().config.clone();
+                let changed = *running != config;
+                if running.server != config.server {
+                    tracing::warn!(
+                        "[server] settings changed: they take effect when promgate restarts"
+                    );
+                }
                 if changed {
                     self.topology.apply(config);
                     // New backends learn their external labels in the background (or on
