@@ -50,8 +50,10 @@ pub async fn first_answer(
     req: &ApiRequest,
     hedge_after: Duration,
 ) -> GroupOutcome {
+    let started = Instant::now();
     let mut failures = Vec::new();
     let mut members = group.members.iter();
+    let mut asked: Vec<&Arc<Backend>> = Vec::new();
     let mut pending = FuturesUnordered::new();
     let ask = |member: &Arc<Backend>| {
         let member = member.clone();
@@ -62,6 +64,7 @@ pub async fn first_answer(
         }
     };
     if let Some(first) = members.next() {
+        asked.push(first);
         pending.push(ask(first));
     }
     let mut hedge = Box::pin(tokio::time::sleep_until(after(hedge_after)));
@@ -70,6 +73,7 @@ pub async fn first_answer(
             next = pending.next() => next,
             _ = &mut hedge, if members.len() > 0 => {
                 if let Some(member) = members.next() {
+                    asked.push(member);
                     pending.push(ask(member));
                 }
                 hedge.as_mut().reset(after(hedge_after));
@@ -81,6 +85,12 @@ pub async fn first_answer(
         };
         match result {
             Ok(resp) => {
+                // Members asked before it and still silent were hedged around.
+                for slow in asked.iter().filter(|b| !Arc::ptr_eq(b, &member)) {
+                    if !failures.iter().any(|f| f.backend == slow.name()) {
+                        slow.mark_unresponsive(started.elapsed());
+                    }
+                }
                 return GroupOutcome::Answered {
                     answers: vec![(member, resp)],
                     failures,
@@ -93,6 +103,7 @@ pub async fn first_answer(
                     error: e,
                 });
                 if let Some(next_member) = members.next() {
+                    asked.push(next_member);
                     pending.push(ask(next_member));
                     hedge.as_mut().reset(after(hedge_after));
                 }
@@ -133,7 +144,19 @@ pub async fn all_answers(group: &ReplicaGroup, req: &ApiRequest) -> GroupOutcome
             None => pending.next().await,
             Some(until) => match tokio::time::timeout_at(until, pending.next()).await {
                 Ok(next) => next,
-                Err(_) => break,
+                Err(_) => {
+                    // Whoever has not answered by now is left behind.
+                    for (i, member) in group.members.iter().enumerate() {
+                        let answered = answers.iter().any(|(j, _)| *j == i);
+                        let failed = failures
+                            .iter()
+                            .any(|f: &MemberFailure| f.backend == member.name());
+                        if !answered && !failed {
+                            member.mark_unresponsive(started.elapsed());
+                        }
+                    }
+                    break;
+                }
             },
         };
         let Some((i, result)) = next else { break };

@@ -76,6 +76,21 @@ impl Backend {
         }
     }
 
+    /// Notes that the backend left a request unanswered while its twin answered: it is
+    /// asked after its twins until a request to it succeeds again.
+    pub fn mark_unresponsive(&self, waited: std::time::Duration) {
+        self.healthy.store(false, Ordering::Relaxed);
+        if let Ok(mut status) = self.status.lock() {
+            status.last_error = Some((
+                crate::time::now_ms(),
+                format!(
+                    "no answer after {} while a replica answered",
+                    crate::time::format_prometheus_duration(waited)
+                ),
+            ));
+        }
+    }
+
     /// A snapshot of what the last requests showed.
     pub fn status(&self) -> BackendStatus {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
