@@ -41,15 +41,18 @@ fn prometheus_blocks_on_a_hung_remote_read_store() {
 
     // Hung store: the query waits for remote_timeout before answering...
     influx.suspend();
-    // The first read after the stop may meet a connection InfluxDB had just closed (an
-    // error, answered at once); from then on every read hangs.
-    let _ = query("");
-    let ((status, v), took) = query("");
+    // A read may still meet a connection InfluxDB had just closed (an error, answered at
+    // once); a few tries show the hang.
+    let waited = (0..3)
+        .map(|_| query(""))
+        .find(|(_, took)| *took >= Duration::from_secs(3));
+    let ((status, v), _) = waited.expect("no query waited for the hung store");
     assert_eq!(status, 200, "{v}");
-    assert!(took >= Duration::from_secs(3), "answered in {took:?}");
     // ...and a client with a shorter timeout loses the local data as well.
-    let ((status, v), _) = query("&timeout=1s");
-    assert_eq!(status, 503, "{v}");
+    let timed_out = (0..3)
+        .map(|_| query("&timeout=1s"))
+        .find(|((status, _), _)| *status == 503);
+    let ((_, v), _) = timed_out.expect("no query timed out on the hung store");
     assert_eq!(v["errorType"], "timeout", "{v}");
     influx.resume();
 

@@ -1,0 +1,86 @@
+//! XOR chunk decoding throughput on 120-sample chunks shaped like real scrapes: 15 s
+//! intervals with a little jitter, a slowly moving gauge and a steadily rising counter.
+
+use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
+use promgate::storage::remote::{encode_xor, xor_samples};
+
+const SAMPLES_PER_CHUNK: usize = 120;
+const CHUNKS: usize = 100;
+
+fn timestamps(seed: u64) -> impl Iterator<Item = i64> {
+    let mut t = 1_700_000_000_000i64 + (seed as i64) * 1_000;
+    let mut k = seed;
+    (0..SAMPLES_PER_CHUNK).map(move |_| {
+        k = k
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        // Most scrapes land exactly on the interval, a few a few milliseconds off.
+        let jitter = if (k >> 60) == 0 {
+            (k >> 40) as i64 % 7 - 3
+        } else {
+            0
+        };
+        t += 15_000 + jitter;
+        t
+    })
+}
+
+fn gauge_chunks() -> Vec<Vec<u8>> {
+    (0..CHUNKS as u64)
+        .map(|c| {
+            let samples: Vec<(i64, f64)> = timestamps(c)
+                .enumerate()
+                .map(|(i, t)| {
+                    let v = ((20.0 + 5.0 * ((i as f64 + c as f64) / 30.0).sin()) * 1000.0).round()
+                        / 1000.0;
+                    (t, v)
+                })
+                .collect();
+            encode_xor(&samples).expect("fits")
+        })
+        .collect()
+}
+
+fn counter_chunks() -> Vec<Vec<u8>> {
+    (0..CHUNKS as u64)
+        .map(|c| {
+            let mut v = (c * 100_000) as f64;
+            let samples: Vec<(i64, f64)> = timestamps(c)
+                .enumerate()
+                .map(|(i, t)| {
+                    v += (15.0 * (1.5 + (i % 5) as f64)).floor();
+                    (t, v)
+                })
+                .collect();
+            encode_xor(&samples).expect("fits")
+        })
+        .collect()
+}
+
+fn decode_all(chunks: &[Vec<u8>]) -> f64 {
+    let mut sum = 0.0;
+    for chunk in chunks {
+        for s in xor_samples(chunk).expect("header") {
+            let (t, v) = s.expect("valid");
+            sum += v + t as f64;
+        }
+    }
+    sum
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("xor_decode");
+    group.throughput(Throughput::Elements((SAMPLES_PER_CHUNK * CHUNKS) as u64));
+    for (name, chunks) in [("gauge", gauge_chunks()), ("counter", counter_chunks())] {
+        let bytes: usize = chunks.iter().map(Vec::len).sum();
+        eprintln!(
+            "{name}: {:.2} bytes/sample",
+            bytes as f64 / (SAMPLES_PER_CHUNK * CHUNKS) as f64
+        );
+        group.bench_function(name, |b| b.iter(|| decode_all(black_box(&chunks))));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,236 @@
+//! The remote read client against real Prometheus 3.5 and 2.42 holding backfilled data and
+//! external labels: both response types agree with each other and with the query API.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use promgate::backend::client::http_client;
+use promgate::realenv::synth::{SynthSpec, openmetrics};
+use promgate::realenv::{PrometheusBinary, PrometheusOptions, PrometheusServer};
+use promgate::storage::remote::{
+    LabelMatcher, MatcherType, Query, ReadRequest, RemoteReadClient, RemoteReadConfig, RemoteSeries,
+};
+
+type Samples = Vec<(i64, u64)>;
+type SeriesMap = BTreeMap<Vec<(String, String)>, Samples>;
+
+struct Fixture {
+    server: PrometheusServer,
+    /// Evaluation time: between two samples, so range boundaries never hit one.
+    at_ms: i64,
+}
+
+fn start(bin: PrometheusBinary) -> Fixture {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let spec = SynthSpec::hours_until(now_ms - 600_000, 6);
+    let at_ms = spec.end_ms - 7_500;
+    let server = PrometheusServer::start(
+        &bin,
+        PrometheusOptions::default()
+            .labels(&[("cluster", "eu1"), ("replica", "a")])
+            .data(openmetrics(&spec)),
+    )
+    .expect("prometheus starts");
+    Fixture { server, at_ms }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn query(name: &str, extra: &[LabelMatcher], start: i64, end: i64) -> Query {
+    let mut matchers = vec![LabelMatcher::new(MatcherType::Eq, "__name__", name)];
+    matchers.extend_from_slice(extra);
+    Query {
+        start_timestamp_ms: start,
+        end_timestamp_ms: end,
+        matchers,
+        hints: None,
+    }
+}
+
+fn to_map(series: &[RemoteSeries], start: i64, end: i64) -> SeriesMap {
+    series
+        .iter()
+        .map(|s| {
+            let samples = s
+                .samples(start, end)
+                .map(|r| r.map(|(t, v)| (t, v.to_bits())))
+                .collect::<Result<Samples, _>>()
+                .expect("chunks decode");
+            (s.labels.clone(), samples)
+        })
+        .collect()
+}
+
+/// Reads `req` with the given config, checking which response type the server chose.
+fn read(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    config: RemoteReadConfig,
+    req: &ReadRequest,
+    want_streamed: bool,
+) -> Vec<Vec<RemoteSeries>> {
+    let client = RemoteReadClient::new(http_client(), url, config);
+    rt.block_on(async {
+        let stream = client.stream(req).await.expect("answer");
+        assert_eq!(stream.is_streamed(), want_streamed);
+        client.read(req).await.expect("read")
+    })
+}
+
+/// `name[6h]` at `at_ms` through the query API: the raw samples, without external labels.
+fn query_api_samples(server: &PrometheusServer, name: &str, at_ms: i64) -> SeriesMap {
+    let url = format!(
+        "{}/api/v1/query?query={}&time={}.{:03}",
+        server.url(),
+        common::enc(&format!("{name}[6h]")),
+        at_ms / 1000,
+        at_ms % 1000
+    );
+    let (status, body) = common::get_json(&url);
+    assert_eq!(status, 200, "{body}");
+    let mut out = SeriesMap::new();
+    for series in body["data"]["result"].as_array().expect("matrix") {
+        let labels: Vec<(String, String)> = series["metric"]
+            .as_object()
+            .expect("metric")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        let samples: Samples = series["values"]
+            .as_array()
+            .expect("values")
+            .iter()
+            .map(|p| {
+                let t = (p[0].as_f64().expect("ts") * 1000.0).round() as i64;
+                let v: f64 = p[1].as_str().expect("value").parse().expect("float");
+                (t, v.to_bits())
+            })
+            .collect();
+        out.insert(labels, samples);
+    }
+    out
+}
+
+fn without_external(map: &SeriesMap) -> SeriesMap {
+    map.iter()
+        .map(|(labels, samples)| {
+            let labels = labels
+                .iter()
+                .filter(|(k, _)| k != "cluster" && k != "replica")
+                .cloned()
+                .collect();
+            (labels, samples.clone())
+        })
+        .collect()
+}
+
+fn check_server(bin: PrometheusBinary) {
+    let fx = start(bin);
+    let rt = runtime();
+    let url = fx.server.url();
+    let (start, end) = (fx.at_ms - 6 * 3_600_000, fx.at_ms);
+    let names = ["demo_temperature_celsius", "demo_requests_total"];
+    let req = ReadRequest {
+        queries: names.iter().map(|n| query(n, &[], start, end)).collect(),
+        accepted_response_types: vec![],
+    };
+
+    let streamed = read(&rt, &url, RemoteReadConfig::default(), &req, true);
+    let samples = read(&rt, &url, RemoteReadConfig::samples_only(), &req, false);
+    assert_eq!(streamed.len(), 2);
+    assert_eq!(samples.len(), 2);
+
+    for (i, name) in names.iter().enumerate() {
+        let a = to_map(&streamed[i], start, end);
+        let b = to_map(&samples[i], start, end);
+        assert!(!a.is_empty(), "{name}: no series");
+        assert_eq!(a, b, "{name}: streamed chunks and samples differ");
+        for labels in a.keys() {
+            let get = |k: &str| labels.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+            assert_eq!(get("__name__"), Some(*name));
+            assert_eq!(get("cluster"), Some("eu1"), "{labels:?}");
+            assert_eq!(get("replica"), Some("a"), "{labels:?}");
+        }
+        // 6 h at 15 s, the first sample 7.5 s after the range start.
+        assert!(a.values().all(|s| s.len() == 1440), "{name}");
+        let api = query_api_samples(&fx.server, name, fx.at_ms);
+        assert_eq!(
+            without_external(&a),
+            api,
+            "{name}: remote read vs query API"
+        );
+    }
+
+    // An equality matcher on an external label selects (or rejects) the whole server.
+    let by_cluster = |cluster: &str| ReadRequest {
+        queries: vec![query(
+            names[0],
+            &[LabelMatcher::new(MatcherType::Eq, "cluster", cluster)],
+            start,
+            end,
+        )],
+        accepted_response_types: vec![],
+    };
+    for config in [
+        RemoteReadConfig::default(),
+        RemoteReadConfig::samples_only(),
+    ] {
+        let streamed = config.accepted_response_types.len() > 1;
+        let eu1 = read(&rt, &url, config.clone(), &by_cluster("eu1"), streamed);
+        assert_eq!(to_map(&eu1[0], start, end), to_map(&samples[0], start, end));
+        let us1 = read(&rt, &url, config, &by_cluster("us1"), streamed);
+        assert!(us1[0].is_empty());
+    }
+
+    // A narrow range is trimmed on the client too (chunks hold up to 120 samples).
+    let (s, e) = (fx.at_ms - 600_000, fx.at_ms - 300_000);
+    let narrow = ReadRequest {
+        queries: vec![query(names[0], &[], s, e)],
+        accepted_response_types: vec![],
+    };
+    let got = read(&rt, &url, RemoteReadConfig::default(), &narrow, true);
+    for samples in to_map(&got[0], s, e).values() {
+        assert_eq!(samples.len(), 20);
+        assert!(samples.iter().all(|(t, _)| (s..=e).contains(t)));
+    }
+}
+
+#[test]
+fn remote_read_prometheus_3_5_streamed_and_samples_agree_with_query_api() {
+    check_server(PrometheusBinary::v3().expect("Prometheus 3.5 installed"));
+}
+
+#[test]
+fn remote_read_prometheus_2_42_streamed_and_samples_agree_with_query_api() {
+    check_server(PrometheusBinary::v2().expect("Prometheus 2.42 installed"));
+}
+
+#[test]
+fn remote_read_error_status_is_typed() {
+    let fx = start(PrometheusBinary::any().expect("a Prometheus installed"));
+    let rt = runtime();
+    // An invalid regex: Prometheus refuses the query.
+    let req = ReadRequest {
+        queries: vec![Query {
+            start_timestamp_ms: 0,
+            end_timestamp_ms: 1,
+            matchers: vec![LabelMatcher::new(MatcherType::Re, "__name__", "(")],
+            hints: None,
+        }],
+        accepted_response_types: vec![],
+    };
+    let client =
+        RemoteReadClient::new(http_client(), &fx.server.url(), RemoteReadConfig::default());
+    match rt.block_on(client.read(&req)) {
+        Err(promgate::storage::remote::RemoteReadError::Http { status, .. }) => {
+            assert!((400..600).contains(&status), "{status}")
+        }
+        other => panic!("expected an HTTP error, got {:?}", other.map(|r| r.len())),
+    }
+}
