@@ -5,10 +5,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Gateway, enc, http, http_get, wait_until};
+use common::{Gateway, PromgateProcess, enc, http, http_get, wait_until};
 use promgate::realenv::synth::{SynthSpec, openmetrics};
 use promgate::realenv::{PrometheusBinary, PrometheusOptions, PrometheusServer, free_port};
 use serde_json::Value;
@@ -181,15 +180,6 @@ fn queries_racing_reloads_all_succeed() {
     assert!(total >= 40, "{total} queries");
 }
 
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn sighup_reloads_and_sigterm_stops_the_binary() {
     let eu1 = server("eu1");
@@ -198,47 +188,19 @@ fn sighup_reloads_and_sigterm_stops_the_binary() {
     let path = dir.path().join("promgate.toml");
     let no_watch = "[server]\nwatch_config = false\n";
     write_config(&path, &config_text(&[("eu1", &eu1)], no_watch));
-    let port = free_port().unwrap();
-    let mut child = Process(
-        Command::new(env!("CARGO_BIN_EXE_promgate"))
-            .arg("run")
-            .arg("--config")
-            .arg(&path)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let url = format!("http://127.0.0.1:{port}{CLUSTERS}");
-    wait_until(Duration::from_secs(15), || {
-        http_get(&url).is_ok_and(|r| r.status == 200)
-    });
+    let mut promgate = PromgateProcess::start(&path);
+    let url = format!("{}{CLUSTERS}", promgate.base);
     assert_eq!(clusters(&common::get_json(&url).1), vec!["eu1"]);
     write_config(
         &path,
         &config_text(&[("eu1", &eu1), ("us1", &us1)], no_watch),
     );
-    let pid = child.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    promgate.signal("HUP");
     wait_until(Duration::from_secs(10), || {
         clusters(&common::get_json(&url).1) == ["eu1", "us1"]
     });
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = child.0.wait().unwrap();
+    promgate.signal("TERM");
+    let status = promgate.wait();
     assert!(status.success(), "{status}");
 }
 

@@ -106,3 +106,54 @@ pub fn get_json(url: &str) -> (u16, Value) {
 pub fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+/// The promgate binary run as a child process (for signals), killed on drop.
+pub struct PromgateProcess {
+    child: std::process::Child,
+    pub base: String,
+}
+
+impl PromgateProcess {
+    /// `promgate run --config CONFIG` on a free loopback port, once /-/ready answers 200.
+    pub fn start(config: &Path) -> PromgateProcess {
+        let port = promgate::realenv::free_port().unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_promgate"))
+            .args(["run", "--config"])
+            .arg(config)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let p = PromgateProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        wait_until(Duration::from_secs(15), || {
+            http_get(&format!("{}/-/ready", p.base)).is_ok_and(|r| r.status == 200)
+        });
+        p
+    }
+
+    /// Sends a signal (`HUP`, `TERM`) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for PromgateProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
