@@ -9,7 +9,8 @@ use promgate::backend::client::http_client;
 use promgate::realenv::synth::{SynthSpec, openmetrics};
 use promgate::realenv::{PrometheusBinary, PrometheusOptions, PrometheusServer};
 use promgate::storage::remote::{
-    LabelMatcher, MatcherType, Query, ReadRequest, RemoteReadClient, RemoteReadConfig, RemoteSeries,
+    LabelMatcher, MatcherType, Query, ReadRequest, RemoteReadClient, RemoteReadConfig,
+    RemoteSeries, SeriesData, encode_xor, xor_samples,
 };
 
 type Samples = Vec<(i64, u64)>;
@@ -130,7 +131,8 @@ fn without_external(map: &SeriesMap) -> SeriesMap {
         .collect()
 }
 
-fn check_server(bin: PrometheusBinary) {
+/// `strict_chunk_bytes`: the server's chunks must equal this encoder's output byte for byte.
+fn check_server(bin: PrometheusBinary, strict_chunk_bytes: bool) {
     let fx = start(bin);
     let rt = runtime();
     let url = fx.server.url();
@@ -166,6 +168,30 @@ fn check_server(bin: PrometheusBinary) {
             "{name}: remote read vs query API"
         );
     }
+
+    // Prometheus's chunk bytes are exactly what this encoder writes for the same samples.
+    let mut chunks_seen = 0;
+    for series in streamed.iter().flatten() {
+        let SeriesData::Chunks(chunks) = &series.data else {
+            panic!("streamed answer without chunks");
+        };
+        for chunk in chunks {
+            let decoded: Vec<(i64, f64)> = xor_samples(&chunk.data)
+                .expect("header")
+                .collect::<Result<_, _>>()
+                .expect("decodes");
+            assert!(decoded.len() <= 120);
+            let ours = encode_xor(&decoded).expect("fits");
+            // 2.x's bit stream could leave one spare zero byte after a byte-aligned end.
+            let theirs = match chunk.data.as_ref() {
+                [rest @ .., 0] if !strict_chunk_bytes && rest.len() == ours.len() => rest,
+                all => all,
+            };
+            assert_eq!(ours, theirs);
+            chunks_seen += 1;
+        }
+    }
+    assert!(chunks_seen > 100);
 
     // An equality matcher on an external label selects (or rejects) the whole server.
     let by_cluster = |cluster: &str| ReadRequest {
@@ -203,12 +229,18 @@ fn check_server(bin: PrometheusBinary) {
 
 #[test]
 fn remote_read_prometheus_3_5_streamed_and_samples_agree_with_query_api() {
-    check_server(PrometheusBinary::v3().expect("Prometheus 3.5 installed"));
+    check_server(
+        PrometheusBinary::v3().expect("Prometheus 3.5 installed"),
+        true,
+    );
 }
 
 #[test]
 fn remote_read_prometheus_2_42_streamed_and_samples_agree_with_query_api() {
-    check_server(PrometheusBinary::v2().expect("Prometheus 2.42 installed"));
+    check_server(
+        PrometheusBinary::v2().expect("Prometheus 2.42 installed"),
+        false,
+    );
 }
 
 #[test]
@@ -233,4 +265,39 @@ fn remote_read_error_status_is_typed() {
         }
         other => panic!("expected an HTTP error, got {:?}", other.map(|r| r.len())),
     }
+}
+
+#[test]
+fn remote_read_limits_give_typed_errors_not_memory_growth() {
+    use promgate::storage::remote::RemoteReadError;
+    let fx = start(PrometheusBinary::any().expect("a Prometheus installed"));
+    let rt = runtime();
+    let (start, end) = (fx.at_ms - 6 * 3_600_000, fx.at_ms);
+    let req = ReadRequest {
+        queries: vec![query("demo_requests_total", &[], start, end)],
+        accepted_response_types: vec![],
+    };
+    let run = |config: RemoteReadConfig| {
+        let client = RemoteReadClient::new(http_client(), &fx.server.url(), config);
+        rt.block_on(client.read(&req)).map(|r| r.len())
+    };
+    let small_body = |config: RemoteReadConfig| RemoteReadConfig {
+        max_response_bytes: 10_000,
+        ..config
+    };
+    assert!(matches!(
+        run(small_body(RemoteReadConfig::default())),
+        Err(RemoteReadError::ResponseTooLarge { limit: 10_000 })
+    ));
+    assert!(matches!(
+        run(small_body(RemoteReadConfig::samples_only())),
+        Err(RemoteReadError::ResponseTooLarge { limit: 10_000 })
+    ));
+    assert!(matches!(
+        run(RemoteReadConfig {
+            max_frame_bytes: 100,
+            ..RemoteReadConfig::default()
+        }),
+        Err(RemoteReadError::FrameTooLarge { limit: 100, .. })
+    ));
 }
