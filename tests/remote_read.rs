@@ -301,3 +301,97 @@ fn remote_read_limits_give_typed_errors_not_memory_growth() {
         Err(RemoteReadError::FrameTooLarge { limit: 100, .. })
     ));
 }
+
+/// Serves one canned HTTP response per connection (for answers no real server gives).
+fn canned_server(
+    rt: &tokio::runtime::Runtime,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    rt.spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 << 10];
+                let _ = sock.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&body).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn remote_read_client_reports_broken_answers_by_kind() {
+    use promgate::storage::remote::{ChunkedReadResponse, RemoteReadError, encode_frame};
+    use prost::Message;
+    const STREAMED: &str = "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let req = ReadRequest {
+        queries: vec![query("x", &[], 0, 1)],
+        accepted_response_types: vec![],
+    };
+    let read = |url: String| {
+        let client = RemoteReadClient::new(http_client(), &url, RemoteReadConfig::default());
+        rt.block_on(client.read(&req))
+    };
+    let mut frames = Vec::new();
+    encode_frame(&ChunkedReadResponse::default().encode_to_vec(), &mut frames);
+    encode_frame(&[0x10, 0x00], &mut frames); // query_index 0, explicitly
+
+    let ok = read(canned_server(&rt, STREAMED, frames.clone()));
+    assert!(matches!(ok.as_deref(), Ok([s]) if s.is_empty()), "{ok:?}");
+
+    let mut truncated = frames.clone();
+    truncated.truncate(truncated.len() - 1);
+    let got = read(canned_server(&rt, STREAMED, truncated));
+    assert!(
+        matches!(got, Err(RemoteReadError::TruncatedFrame { .. })),
+        "{got:?}"
+    );
+
+    let mut bad_crc = frames.clone();
+    let last = bad_crc.len() - 3;
+    bad_crc[last] ^= 0xff;
+    let got = read(canned_server(&rt, STREAMED, bad_crc));
+    assert!(
+        matches!(got, Err(RemoteReadError::CrcMismatch { .. })),
+        "{got:?}"
+    );
+
+    let mut wrong_query = Vec::new();
+    encode_frame(&[0x10, 0x05], &mut wrong_query);
+    let got = read(canned_server(&rt, STREAMED, wrong_query));
+    assert!(
+        matches!(
+            got,
+            Err(RemoteReadError::QueryIndexOutOfRange {
+                index: 5,
+                queries: 1
+            })
+        ),
+        "{got:?}"
+    );
+
+    let got = read(canned_server(
+        &rt,
+        "application/x-protobuf",
+        vec![0x05, 0x24, 1, 2],
+    ));
+    assert!(matches!(got, Err(RemoteReadError::Snappy(_))), "{got:?}");
+}
