@@ -9,7 +9,8 @@ use promgate::backend::client::http_client;
 use promgate::realenv::synth::{SynthSpec, openmetrics};
 use promgate::realenv::{PrometheusBinary, PrometheusOptions, PrometheusServer};
 use promgate::storage::remote::{
-    LabelMatcher, MatcherType, Query, ReadRequest, RemoteReadClient, RemoteReadConfig, RemoteSeries,
+    LabelMatcher, MatcherType, Query, ReadRequest, RemoteReadClient, RemoteReadConfig,
+    RemoteSeries, SeriesData, encode_xor, xor_samples,
 };
 
 type Samples = Vec<(i64, u64)>;
@@ -130,7 +131,8 @@ fn without_external(map: &SeriesMap) -> SeriesMap {
         .collect()
 }
 
-fn check_server(bin: PrometheusBinary) {
+/// `strict_chunk_bytes`: the server's chunks must equal this encoder's output byte for byte.
+fn check_server(bin: PrometheusBinary, strict_chunk_bytes: bool) {
     let fx = start(bin);
     let rt = runtime();
     let url = fx.server.url();
@@ -166,6 +168,30 @@ fn check_server(bin: PrometheusBinary) {
             "{name}: remote read vs query API"
         );
     }
+
+    // Prometheus's chunk bytes are exactly what this encoder writes for the same samples.
+    let mut chunks_seen = 0;
+    for series in streamed.iter().flatten() {
+        let SeriesData::Chunks(chunks) = &series.data else {
+            panic!("streamed answer without chunks");
+        };
+        for chunk in chunks {
+            let decoded: Vec<(i64, f64)> = xor_samples(&chunk.data)
+                .expect("header")
+                .collect::<Result<_, _>>()
+                .expect("decodes");
+            assert!(decoded.len() <= 120);
+            let ours = encode_xor(&decoded).expect("fits");
+            // 2.x's bit stream could leave one spare zero byte after a byte-aligned end.
+            let theirs = match chunk.data.as_ref() {
+                [rest @ .., 0] if !strict_chunk_bytes && rest.len() == ours.len() => rest,
+                all => all,
+            };
+            assert_eq!(ours, theirs);
+            chunks_seen += 1;
+        }
+    }
+    assert!(chunks_seen > 100);
 
     // An equality matcher on an external label selects (or rejects) the whole server.
     let by_cluster = |cluster: &str| ReadRequest {
@@ -203,12 +229,18 @@ fn check_server(bin: PrometheusBinary) {
 
 #[test]
 fn remote_read_prometheus_3_5_streamed_and_samples_agree_with_query_api() {
-    check_server(PrometheusBinary::v3().expect("Prometheus 3.5 installed"));
+    check_server(
+        PrometheusBinary::v3().expect("Prometheus 3.5 installed"),
+        true,
+    );
 }
 
 #[test]
 fn remote_read_prometheus_2_42_streamed_and_samples_agree_with_query_api() {
-    check_server(PrometheusBinary::v2().expect("Prometheus 2.42 installed"));
+    check_server(
+        PrometheusBinary::v2().expect("Prometheus 2.42 installed"),
+        false,
+    );
 }
 
 #[test]
@@ -233,4 +265,133 @@ fn remote_read_error_status_is_typed() {
         }
         other => panic!("expected an HTTP error, got {:?}", other.map(|r| r.len())),
     }
+}
+
+#[test]
+fn remote_read_limits_give_typed_errors_not_memory_growth() {
+    use promgate::storage::remote::RemoteReadError;
+    let fx = start(PrometheusBinary::any().expect("a Prometheus installed"));
+    let rt = runtime();
+    let (start, end) = (fx.at_ms - 6 * 3_600_000, fx.at_ms);
+    let req = ReadRequest {
+        queries: vec![query("demo_requests_total", &[], start, end)],
+        accepted_response_types: vec![],
+    };
+    let run = |config: RemoteReadConfig| {
+        let client = RemoteReadClient::new(http_client(), &fx.server.url(), config);
+        rt.block_on(client.read(&req)).map(|r| r.len())
+    };
+    let small_body = |config: RemoteReadConfig| RemoteReadConfig {
+        max_response_bytes: 10_000,
+        ..config
+    };
+    assert!(matches!(
+        run(small_body(RemoteReadConfig::default())),
+        Err(RemoteReadError::ResponseTooLarge { limit: 10_000 })
+    ));
+    assert!(matches!(
+        run(small_body(RemoteReadConfig::samples_only())),
+        Err(RemoteReadError::ResponseTooLarge { limit: 10_000 })
+    ));
+    assert!(matches!(
+        run(RemoteReadConfig {
+            max_frame_bytes: 100,
+            ..RemoteReadConfig::default()
+        }),
+        Err(RemoteReadError::FrameTooLarge { limit: 100, .. })
+    ));
+}
+
+/// Serves one canned HTTP response per connection (for answers no real server gives).
+fn canned_server(
+    rt: &tokio::runtime::Runtime,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    rt.spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 << 10];
+                let _ = sock.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&body).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn remote_read_client_reports_broken_answers_by_kind() {
+    use promgate::storage::remote::{ChunkedReadResponse, RemoteReadError, encode_frame};
+    use prost::Message;
+    const STREAMED: &str = "application/x-streamed-protobuf; proto=prometheus.ChunkedReadResponse";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let req = ReadRequest {
+        queries: vec![query("x", &[], 0, 1)],
+        accepted_response_types: vec![],
+    };
+    let read = |url: String| {
+        let client = RemoteReadClient::new(http_client(), &url, RemoteReadConfig::default());
+        rt.block_on(client.read(&req))
+    };
+    let mut frames = Vec::new();
+    encode_frame(&ChunkedReadResponse::default().encode_to_vec(), &mut frames);
+    encode_frame(&[0x10, 0x00], &mut frames); // query_index 0, explicitly
+
+    let ok = read(canned_server(&rt, STREAMED, frames.clone()));
+    assert!(matches!(ok.as_deref(), Ok([s]) if s.is_empty()), "{ok:?}");
+
+    let mut truncated = frames.clone();
+    truncated.truncate(truncated.len() - 1);
+    let got = read(canned_server(&rt, STREAMED, truncated));
+    assert!(
+        matches!(got, Err(RemoteReadError::TruncatedFrame { .. })),
+        "{got:?}"
+    );
+
+    let mut bad_crc = frames.clone();
+    let last = bad_crc.len() - 3;
+    bad_crc[last] ^= 0xff;
+    let got = read(canned_server(&rt, STREAMED, bad_crc));
+    assert!(
+        matches!(got, Err(RemoteReadError::CrcMismatch { .. })),
+        "{got:?}"
+    );
+
+    let mut wrong_query = Vec::new();
+    encode_frame(&[0x10, 0x05], &mut wrong_query);
+    let got = read(canned_server(&rt, STREAMED, wrong_query));
+    assert!(
+        matches!(
+            got,
+            Err(RemoteReadError::QueryIndexOutOfRange {
+                index: 5,
+                queries: 1
+            })
+        ),
+        "{got:?}"
+    );
+
+    let got = read(canned_server(
+        &rt,
+        "application/x-protobuf",
+        vec![0x05, 0x24, 1, 2],
+    ));
+    assert!(matches!(got, Err(RemoteReadError::Snappy(_))), "{got:?}");
 }

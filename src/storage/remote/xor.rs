@@ -199,6 +199,9 @@ impl XorIter<'_> {
                 self.value()
             }
             _ => {
+                if self.regular_step() {
+                    return Ok(());
+                }
                 let dod = if !self.bit()? {
                     0
                 } else if !self.bit()? {
@@ -215,6 +218,32 @@ impl XorIter<'_> {
                 self.value()
             }
         }
+    }
+
+    /// The common case in one read: the interval is unchanged (`0`) and the value is either
+    /// unchanged (`0`) or fits the previous zero window (`10` + bits). False, having read
+    /// nothing, for anything else or near the end of the chunk.
+    #[inline]
+    fn regular_step(&mut self) -> bool {
+        if self.r.end - self.r.pos < 64 {
+            return false;
+        }
+        let w = self.r.peek64();
+        if w >> 62 == 0 {
+            self.r.pos += 2;
+        } else if w >> 61 == 0b010 {
+            let significant = 64 - u32::from(self.leading) - u32::from(self.trailing);
+            if significant > 61 {
+                return false;
+            }
+            let xor = (w << 3) >> (64 - significant);
+            self.v ^= xor << self.trailing;
+            self.r.pos += 3 + significant as usize;
+        } else {
+            return false;
+        }
+        self.t = self.t.wrapping_add(self.t_delta as i64);
+        true
     }
 
     /// An `n`-bit delta of deltas; values above 2^(n-1) stand for negatives.
