@@ -13,5 +13,6 @@ pub mod model;
 pub mod promql;
 pub mod realenv;
 pub mod server;
+pub mod storage;
 pub mod telemetry;
 pub mod time;

@@ -1,0 +1,3 @@
+//! Storage: series iterators, merging and replica deduplication.
+
+pub mod dedup;
