@@ -4,9 +4,13 @@
 //!
 //! * [`ReplicaDedup`] merges the replicas of one logical series with the penalty algorithm
 //!   Thanos uses. It stays on the replica it is reading and switches to another one only
-//!   when the current replica has a gap longer than a penalty. The penalty starts at
-//!   [`INITIAL_PENALTY_MS`] and, once a sample has been emitted, becomes twice the distance
-//!   between the last two emitted samples, which is roughly twice the scrape interval. That
+//!   when the current replica has a gap longer than a penalty. Before every sample each
+//!   replica is advanced past the last emitted timestamp (the current one) or past it plus
+//!   the penalty (the others), and the earliest head wins (the replica listed first on a
+//!   tie). The penalty is [`INITIAL_PENALTY_MS`] after the first sample and twice the
+//!   distance between the last two emitted samples after that, about twice the scrape
+//!   interval. Advancing only moves forward, so samples a penalty skipped stay skipped.
+//!   Thanos chains pairs of replicas; this compares all heads at once with the same rule. That
 //!   keeps the output at the scrape rate of one replica instead of the union of both (which
 //!   would double `count_over_time` and distort `rate`), while a gap in one replica is
 //!   filled from another. A sample at or before the last emitted timestamp is never

@@ -260,7 +260,7 @@ fn dedup_properties_hold_for_random_gaps() {
             .flat_map(|r| r.iter().map(|(t, _)| t / interval))
             .collect();
         assert!(
-            out.len() <= slots.len() + 1,
+            out.len() <= slots.len(),
             "case {case}: {} > {}",
             out.len(),
             slots.len()
