@@ -1,3 +1,4 @@
 //! promgate's own tower layers; everything else comes from tower and tower-http.
 
+pub mod breaker;
 pub mod http_metrics;
