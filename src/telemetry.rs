@@ -49,6 +49,7 @@ pub struct Metrics {
     pub backend_requests: Family<BackendResult, Counter>,
     pub backend_duration: Family<BackendOnly, Histogram, fn() -> Histogram>,
     pub backend_up: Family<BackendOnly, Gauge>,
+    pub breaker_state: Family<BackendOnly, Gauge>,
     pub reload_successful: Gauge,
     pub reload_success_time: Gauge,
     pub reloads: Family<HandlerOnly, Counter>,
@@ -93,6 +94,12 @@ impl Metrics {
             "Whether the last request to the backend succeeded (1) or failed (0)",
             backend_up.clone(),
         );
+        let breaker_state = Family::<BackendOnly, Gauge>::default();
+        registry.register(
+            "backend_breaker_state",
+            "Circuit breaker of the backend: 0 closed, 1 half-open (probing), 2 open",
+            breaker_state.clone(),
+        );
         let reload_successful = Gauge::default();
         registry.register(
             "config_last_reload_successful",
@@ -123,6 +130,7 @@ impl Metrics {
             backend_requests,
             backend_duration,
             backend_up,
+            breaker_state,
             reload_successful,
             reload_success_time,
             reloads,
@@ -155,6 +163,14 @@ impl Metrics {
             .set(i64::from(result == "success"));
     }
 
+    pub fn observe_breaker(&self, backend: &str, state: i64) {
+        self.breaker_state
+            .get_or_create(&BackendOnly {
+                backend: backend.to_string(),
+            })
+            .set(state);
+    }
+
     /// Drops the series of a backend that left the configuration.
     pub fn forget_backend(&self, backend: &str) {
         let key = BackendOnly {
@@ -162,6 +178,7 @@ impl Metrics {
         };
         self.backend_duration.remove(&key);
         self.backend_up.remove(&key);
+        self.breaker_state.remove(&key);
         for result in ["success", "error", "timeout"] {
             self.backend_requests.remove(&BackendResult {
                 backend: backend.to_string(),

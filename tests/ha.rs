@@ -174,6 +174,29 @@ fn dead_replica_is_covered_by_its_twin_and_dead_group_is_a_warning() {
     assert_eq!(a["up"], true, "{a}");
     assert!(a["lastLatencySeconds"].as_f64().is_some(), "{a}");
 
+    // Range queries keep asking both replicas: after five failures in a row eu1-b's breaker
+    // opens and it is not asked any more, until a probe after the cool-down.
+    for _ in 0..6 {
+        let (status, answer) = f.gateway.get_json(&range);
+        assert_eq!(status, 200, "{answer}");
+        assert!(answer.get("warnings").is_none(), "{answer}");
+    }
+    let (_, backends) = f.gateway.get_json("/api/v1/status/backends");
+    let b = backends["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "eu1-b")
+        .cloned()
+        .unwrap();
+    assert_eq!(b["breaker"]["state"], "open", "{b}");
+    assert!(b["breaker"]["rejections"].as_u64().unwrap() >= 1, "{b}");
+    let metrics = common::http_get(&f.gateway.url("/metrics")).unwrap().text();
+    assert!(
+        metrics.contains("promgate_backend_breaker_state{backend=\"eu1-b\"} 2"),
+        "{metrics}"
+    );
+
     // The whole of eu1 dies: us1 answers, with a warning naming the dead backends.
     f.eu1_a.kill();
     for path in [&instant, &range] {

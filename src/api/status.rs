@@ -76,6 +76,7 @@ pub fn backends(app: &App) -> Reply {
                 g
             });
             let status = b.status();
+            let breaker = b.breaker();
             serde_json::json!({
                 "name": b.name(),
                 "kind": b.config.kind.to_string(),
@@ -87,6 +88,17 @@ pub fn backends(app: &App) -> Reply {
                 "lastError": status.last_error.as_ref().map(|(_, e)| e.clone()),
                 "lastErrorTime": status.last_error.as_ref().map(|(t, _)| seconds(*t)),
                 "lastLatencySeconds": status.last_latency_seconds,
+                "breaker": {
+                    "state": match breaker.state {
+                        crate::layer::breaker::BreakerState::Closed => "closed",
+                        crate::layer::breaker::BreakerState::HalfOpen => "half-open",
+                        crate::layer::breaker::BreakerState::Open => "open",
+                    },
+                    "consecutiveFailures": breaker.consecutive_failures,
+                    "lastError": breaker.last_error,
+                    "opened": breaker.opened,
+                    "rejections": breaker.rejections,
+                },
             })
         })
         .collect();

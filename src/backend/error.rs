@@ -28,6 +28,8 @@ pub enum BackendError {
     Decode(String),
     /// The backend's external labels are not known yet (it has not been reachable).
     LabelsUnknown(String),
+    /// Its circuit breaker is open: the request was not sent.
+    BreakerOpen(String),
 }
 
 impl BackendError {
@@ -94,6 +96,7 @@ impl fmt::Display for BackendError {
             } => write!(f, "HTTP {status}: {message}"),
             BackendError::Decode(e) => write!(f, "undecodable answer: {e}"),
             BackendError::LabelsUnknown(e) => write!(f, "external labels unknown: {e}"),
+            BackendError::BreakerOpen(e) => f.write_str(e),
         }
     }
 }

@@ -21,6 +21,7 @@ use tower::{BoxError, ServiceBuilder, ServiceExt};
 
 use crate::config::BackendConfig;
 use crate::error::ErrorType;
+use crate::layer::breaker::{BreakerHandle, BreakerOpen, BreakerState, CircuitBreakerLayer};
 use crate::model::Envelope;
 use crate::telemetry::Metrics;
 pub use client::{ApiRequest, ApiResponse, HttpClient, PrometheusHttp};
@@ -47,6 +48,7 @@ pub struct Backend {
     last_failed_discovery: Mutex<Option<(Instant, String)>>,
     healthy: AtomicBool,
     status: Mutex<BackendStatus>,
+    breaker: BreakerHandle,
     metrics: Arc<Metrics>,
 }
 
@@ -63,7 +65,8 @@ pub struct BackendStatus {
 
 impl Backend {
     pub fn new(config: BackendConfig, client: HttpClient, metrics: Arc<Metrics>) -> Backend {
-        let service = build_stack(&config, client);
+        let breaker = BreakerHandle::new(config.name.as_str(), config.breaker.clone());
+        let service = build_stack(&config, client, breaker.clone());
         let labels = ArcSwapOption::from(config.labels.clone().map(Arc::new));
         Backend {
             config,
@@ -72,8 +75,14 @@ impl Backend {
             last_failed_discovery: Mutex::new(None),
             healthy: AtomicBool::new(true),
             status: Mutex::new(BackendStatus::default()),
+            breaker,
             metrics,
         }
+    }
+
+    /// Its circuit breaker's state.
+    pub fn breaker(&self) -> crate::layer::breaker::BreakerStatus {
+        self.breaker.status()
     }
 
     /// Notes that the backend left a request unanswered while its twin answered: it is
@@ -142,6 +151,12 @@ impl Backend {
             Err(e) => e.metric_result(),
         };
         self.metrics.observe_backend(self.name(), outcome, took);
+        let state = match self.breaker.status().state {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open => 2,
+        };
+        self.metrics.observe_breaker(self.name(), state);
         result
     }
 
@@ -201,15 +216,39 @@ impl Backend {
     }
 }
 
-fn build_stack(config: &BackendConfig, client: HttpClient) -> BackendService {
+/// What the breaker counts as a failure: anything but an answer, a 5xx answer, and a
+/// timeout; a query the backend rejected is a healthy backend.
+fn breaker_failure(result: Result<&ApiResponse, &BoxError>) -> Option<String> {
+    match result {
+        Ok(resp) if resp.status.is_server_error() => Some(format!("HTTP {}", resp.status)),
+        Ok(_) => None,
+        Err(e) => match e.downcast_ref::<BackendError>() {
+            Some(be) if be.is_query_error() => None,
+            Some(be) => Some(be.to_string()),
+            None if e.is::<tower::timeout::error::Elapsed>() => Some("timed out".to_string()),
+            None => Some(e.to_string()),
+        },
+    }
+}
+
+fn build_stack(
+    config: &BackendConfig,
+    client: HttpClient,
+    breaker: BreakerHandle,
+) -> BackendService {
     let timeout = config.timeout.0;
     let http = PrometheusHttp::new(client, &config.url, MAX_RESPONSE_BYTES);
+    // The breaker sits outside the timeout so that a hung backend's timeouts count.
     let stack = ServiceBuilder::new()
         .map_err(move |e: BoxError| match e.downcast::<BackendError>() {
             Ok(e) => *e,
             Err(e) if e.is::<tower::timeout::error::Elapsed>() => BackendError::Timeout(timeout),
-            Err(e) => BackendError::Transport(e.to_string()),
+            Err(e) => match e.downcast::<BreakerOpen>() {
+                Ok(open) => BackendError::BreakerOpen(open.to_string()),
+                Err(e) => BackendError::Transport(e.to_string()),
+            },
         })
+        .layer(CircuitBreakerLayer::new(breaker, breaker_failure))
         .timeout(timeout)
         .concurrency_limit(config.max_concurrent_requests)
         .retry(retry::ReadRetryPolicy::new(

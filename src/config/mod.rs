@@ -100,6 +100,9 @@ pub struct BackendConfig {
     /// Wait before the first retry, doubling for each further one (with ±50% jitter).
     #[serde(default = "default_retry_backoff")]
     pub retry_backoff: PromDuration,
+    /// When to stop sending this backend requests for a while.
+    #[serde(default)]
+    pub breaker: crate::layer::breaker::BreakerConfig,
 }
 
 fn default_retries() -> u32 {
