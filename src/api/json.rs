@@ -43,6 +43,22 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// `[a,b,...]`, each item written by `write`.
+pub fn write_array<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut Vec<u8>, T),
+) {
+    out.push(b'[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
+    out.push(b']');
+}
+
 pub fn write_labels(out: &mut Vec<u8>, labels: &Labels) {
     out.push(b'{');
     for (i, (name, value)) in labels.iter().enumerate() {
@@ -57,14 +73,7 @@ pub fn write_labels(out: &mut Vec<u8>, labels: &Labels) {
 }
 
 pub fn write_strings(out: &mut Vec<u8>, items: &[String]) {
-    out.push(b'[');
-    for (i, s) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_str(out, s);
-    }
-    out.push(b']');
+    write_array(out, items, |out, s| write_str(out, s));
 }
 
 fn write_point(out: &mut Vec<u8>, p: &Point) {
@@ -128,26 +137,8 @@ pub fn write_query_result(out: &mut Vec<u8>, result: &QueryResult) {
     out.extend_from_slice(result.type_name().as_bytes());
     out.extend_from_slice(b"\",\"result\":");
     match result {
-        QueryResult::Vector(samples) => {
-            out.push(b'[');
-            for (i, s) in samples.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_vector_sample(out, s);
-            }
-            out.push(b']');
-        }
-        QueryResult::Matrix(series) => {
-            out.push(b'[');
-            for (i, s) in series.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_series(out, s);
-            }
-            out.push(b']');
-        }
+        QueryResult::Vector(samples) => write_array(out, samples, write_vector_sample),
+        QueryResult::Matrix(series) => write_array(out, series, write_series),
         QueryResult::Scalar(p) | QueryResult::String(p) => write_point(out, p),
     }
     out.push(b'}');

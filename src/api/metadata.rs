@@ -174,14 +174,7 @@ pub async fn series(app: &App, params: &Params) -> Result<Reply, ApiError> {
     let mut all: Vec<Labels> = all.into_iter().collect();
     truncate(&mut all, limit, &mut warnings);
     Ok(Reply::Json(json::success(&warnings, &[], |out| {
-        out.push(b'[');
-        for (i, l) in all.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            json::write_labels(out, l);
-        }
-        out.push(b']');
+        json::write_array(out, &all, json::write_labels);
     })))
 }
 
@@ -339,11 +332,8 @@ pub async fn metadata(app: &App, params: &Params) -> Result<Reply, ApiError> {
                 out.push(b',');
             }
             json::write_str(out, metric);
-            out.extend_from_slice(b":[");
-            for (j, e) in entries.iter().enumerate() {
-                if j > 0 {
-                    out.push(b',');
-                }
+            out.push(b':');
+            json::write_array(out, entries, |out, e| {
                 out.extend_from_slice(b"{\"type\":");
                 json::write_str(out, &e.kind);
                 out.extend_from_slice(b",\"help\":");
@@ -351,8 +341,7 @@ pub async fn metadata(app: &App, params: &Params) -> Result<Reply, ApiError> {
                 out.extend_from_slice(b",\"unit\":");
                 json::write_str(out, &e.unit);
                 out.push(b'}');
-            }
-            out.push(b']');
+            });
         }
         out.push(b'}');
     })))
@@ -416,18 +405,11 @@ pub async fn exemplars(app: &App, params: &Params) -> Result<Reply, ApiError> {
         }
     }
     Ok(Reply::Json(json::success(&gathered.warnings, &[], |out| {
-        out.push(b'[');
-        for (i, (labels, exemplars)) in merged.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
+        json::write_array(out, &merged, |out, (labels, exemplars)| {
             out.extend_from_slice(b"{\"seriesLabels\":");
             json::write_labels(out, labels);
-            out.extend_from_slice(b",\"exemplars\":[");
-            for (j, e) in exemplars.iter().enumerate() {
-                if j > 0 {
-                    out.push(b',');
-                }
+            out.extend_from_slice(b",\"exemplars\":");
+            json::write_array(out, exemplars, |out, e| {
                 out.extend_from_slice(b"{\"labels\":");
                 json::write_labels(out, &e.labels);
                 out.extend_from_slice(b",\"value\":");
@@ -435,9 +417,8 @@ pub async fn exemplars(app: &App, params: &Params) -> Result<Reply, ApiError> {
                 out.extend_from_slice(b",\"timestamp\":");
                 crate::time::write_timestamp(out, e.timestamp.0);
                 out.push(b'}');
-            }
-            out.extend_from_slice(b"]}");
-        }
-        out.push(b']');
+            });
+            out.push(b'}');
+        });
     })))
 }
