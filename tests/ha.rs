@@ -62,6 +62,19 @@ fn fixture() -> Fixture {
     }
 }
 
+/// One backend's entry of /api/v1/status/backends.
+fn backend_status(gateway: &Gateway, name: &str) -> Value {
+    let (status, backends) = gateway.get_json("/api/v1/status/backends");
+    assert_eq!(status, 200, "{backends}");
+    backends["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} missing in {backends}"))
+}
+
 fn series_of(answer: &Value) -> &Vec<Value> {
     answer["data"]["result"].as_array().expect("a result list")
 }
@@ -148,18 +161,7 @@ fn dead_replica_is_covered_by_its_twin_and_dead_group_is_a_warning() {
     }
 
     // The status page says who is down and why.
-    let (status, backends) = f.gateway.get_json("/api/v1/status/backends");
-    assert_eq!(status, 200);
-    let entry = |name: &str| {
-        backends["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("{name} missing in {backends}"))
-    };
-    let b = entry("eu1-b");
+    let b = backend_status(&f.gateway, "eu1-b");
     assert_eq!(b["up"], false, "{b}");
     assert!(
         b["lastError"]
@@ -170,7 +172,7 @@ fn dead_replica_is_covered_by_its_twin_and_dead_group_is_a_warning() {
     );
     assert_eq!(b["group"], serde_json::json!({"cluster": "eu1"}));
     assert_eq!(b["externalLabels"]["replica"], "b");
-    let a = entry("eu1-a");
+    let a = backend_status(&f.gateway, "eu1-a");
     assert_eq!(a["up"], true, "{a}");
     assert!(a["lastLatencySeconds"].as_f64().is_some(), "{a}");
 
@@ -181,14 +183,7 @@ fn dead_replica_is_covered_by_its_twin_and_dead_group_is_a_warning() {
         assert_eq!(status, 200, "{answer}");
         assert!(answer.get("warnings").is_none(), "{answer}");
     }
-    let (_, backends) = f.gateway.get_json("/api/v1/status/backends");
-    let b = backends["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["name"] == "eu1-b")
-        .cloned()
-        .unwrap();
+    let b = backend_status(&f.gateway, "eu1-b");
     assert_eq!(b["breaker"]["state"], "open", "{b}");
     assert!(b["breaker"]["rejections"].as_u64().unwrap() >= 1, "{b}");
     let metrics = common::http_get(&f.gateway.url("/metrics")).unwrap().text();
@@ -259,7 +254,7 @@ fn hung_replica_delays_answers_boundedly() {
     let ((again_status, _), again_took) = timed(&instant);
     // A range query asks both; the hung one gets a bounded grace, not its 5 s timeout.
     let ((range_status, range_answer), range_took) = timed(&range);
-    let (_, backends) = f.gateway.get_json("/api/v1/status/backends");
+    let b = backend_status(&f.gateway, "eu1-b");
     f.eu1_b.resume();
 
     assert_eq!(instant_status, 200, "{instant_answer}");
@@ -282,13 +277,6 @@ fn hung_replica_delays_answers_boundedly() {
         range_took < std::time::Duration::from_secs(5),
         "took {range_took:?}: waited for the hung replica's timeout"
     );
-    let b = backends["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["name"] == "eu1-b")
-        .cloned()
-        .unwrap();
     assert_eq!(b["up"], false, "{b}");
     assert!(
         b["lastError"].as_str().unwrap().contains("no answer after"),
