@@ -3,7 +3,7 @@
 //! strings. Writing directly into one buffer keeps large range answers cheap.
 
 use crate::error::ApiError;
-use crate::model::{Labels, Point, QueryResult, Series, VectorSample};
+use crate::model::{HistogramPoint, Labels, Point, QueryResult, Series, VectorSample};
 use crate::time::write_timestamp;
 
 /// Writes `s` as a JSON string the way Go's encoding/json does.
@@ -92,41 +92,31 @@ fn write_vector_sample(out: &mut Vec<u8>, s: &VectorSample) {
         write_point(out, p);
     }
     if let Some(h) = &s.histogram {
-        out.extend_from_slice(b",\"histogram\":[");
-        write_timestamp(out, h.t);
-        out.push(b',');
-        out.extend_from_slice(h.h.get().as_bytes());
-        out.push(b']');
+        out.extend_from_slice(b",\"histogram\":");
+        write_histogram_point(out, h);
     }
     out.push(b'}');
+}
+
+/// `[timestamp, {native histogram}]`, the histogram relayed as it came.
+fn write_histogram_point(out: &mut Vec<u8>, h: &HistogramPoint) {
+    out.push(b'[');
+    write_timestamp(out, h.t);
+    out.push(b',');
+    out.extend_from_slice(h.h.get().as_bytes());
+    out.push(b']');
 }
 
 fn write_series(out: &mut Vec<u8>, s: &Series) {
     out.extend_from_slice(b"{\"metric\":");
     write_labels(out, &s.metric);
     if !s.values.is_empty() {
-        out.extend_from_slice(b",\"values\":[");
-        for (i, p) in s.values.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_point(out, p);
-        }
-        out.push(b']');
+        out.extend_from_slice(b",\"values\":");
+        write_array(out, &s.values, write_point);
     }
     if !s.histograms.is_empty() {
-        out.extend_from_slice(b",\"histograms\":[");
-        for (i, h) in s.histograms.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.push(b'[');
-            write_timestamp(out, h.t);
-            out.push(b',');
-            out.extend_from_slice(h.h.get().as_bytes());
-            out.push(b']');
-        }
-        out.push(b']');
+        out.extend_from_slice(b",\"histograms\":");
+        write_array(out, &s.histograms, write_histogram_point);
     }
     out.push(b'}');
 }
