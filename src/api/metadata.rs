@@ -10,6 +10,7 @@ use super::Reply;
 use super::json;
 use super::params::Params;
 use super::query::{Budget, backend_wording, check_failures, decode, push_unique, rejected};
+use super::raw::{RawSeries, has_label, raw_series};
 use crate::app::App;
 use crate::backend::fanout::{self, GroupOutcome, MemberFailure};
 use crate::backend::{ApiRequest, ReplicaGroup};
@@ -26,6 +27,23 @@ struct Gathered<T> {
     /// Per answering group: the group and each member's decoded data.
     answers: Vec<(ReplicaGroup, Vec<T>)>,
     warnings: Vec<String>,
+    failures: Vec<MemberFailure>,
+}
+
+impl<T> Gathered<T> {
+    /// Fails the request as the budget says when backends failed; `others` tells whether
+    /// backends asked another way answered.
+    fn check(&self, budget: &Budget, others: bool) -> Result<(), ApiError> {
+        check_failures(&self.failures, self.answers.is_empty() && !others, budget)
+    }
+
+    /// Takes in what the raw-only backends gave: their failures become warnings.
+    fn add_raw(&mut self, raw: &mut RawSeries) {
+        for f in raw.failures.drain(..) {
+            push_unique(&mut self.warnings, vec![f.warning()]);
+            self.failures.push(f);
+        }
+    }
 }
 
 /// Sends `request_for(group)` to every member of every group that has one; decodes answers.
@@ -63,8 +81,11 @@ async fn gather<T: serde::de::DeserializeOwned>(
             }
         }
     }
-    check_failures(&failures, answers.is_empty(), budget)?;
-    Ok(Gathered { answers, warnings })
+    Ok(Gathered {
+        answers,
+        warnings,
+        failures,
+    })
 }
 
 /// The `match[]` selectors of a request, parsed.
@@ -112,6 +133,14 @@ fn group_selectors(selectors: &[VectorSelector], group: &ReplicaGroup) -> Option
     (!rewritten.is_empty()).then_some(rewritten)
 }
 
+/// `start` and `end` in milliseconds, all of time by default.
+fn time_range(params: &Params) -> Result<(i64, i64), ApiError> {
+    Ok((
+        params.time("start", MIN_TIME_MS)?,
+        params.time("end", MAX_TIME_MS)?,
+    ))
+}
+
 fn range_params(params: &Params) -> Result<Vec<(String, String)>, ApiError> {
     let mut out = Vec::new();
     for name in ["start", "end"] {
@@ -154,15 +183,21 @@ pub async fn series(app: &App, params: &Params) -> Result<Reply, ApiError> {
     let budget = Budget::from_params(app, params)?;
     let sels = selectors(app, params, &budget, "/api/v1/series").await?;
     let replica_labels = app.topology.load().config.query.replica_labels.clone();
-    let gathered: Gathered<Vec<Labels>> = gather(app, &budget, |g| {
-        let m = group_selectors(&sels, g)?;
-        Some(ApiRequest::post(
-            "/api/v1/series",
-            with_matches(base.clone(), m),
-        ))
-    })
-    .await?;
-    let mut all = BTreeSet::new();
+    let (start, end) = time_range(params)?;
+    let (gathered, raw) = futures::join!(
+        gather::<Vec<Labels>>(app, &budget, |g| {
+            let m = group_selectors(&sels, g)?;
+            Some(ApiRequest::post(
+                "/api/v1/series",
+                with_matches(base.clone(), m),
+            ))
+        }),
+        raw_series(app, &budget, &sels, None, start, end)
+    );
+    let (mut gathered, mut raw) = (gathered?, raw?);
+    gathered.add_raw(&mut raw);
+    gathered.check(&budget, raw.answered)?;
+    let mut all: BTreeSet<Labels> = raw.labels.into_iter().collect();
     for (group, answers) in gathered.answers {
         let pairs = group.label_pairs();
         for mut labels in answers.into_iter().flatten() {
@@ -188,15 +223,25 @@ pub async fn label_names(app: &App, params: &Params) -> Result<Reply, ApiError> 
     let budget = Budget::from_params(app, params)?;
     let sels = selectors(app, params, &budget, "/api/v1/labels").await?;
     let replica_labels = app.topology.load().config.query.replica_labels.clone();
-    let gathered: Gathered<Strings> = gather(app, &budget, |g| {
-        let m = group_selectors(&sels, g)?;
-        Some(ApiRequest::post(
-            "/api/v1/labels",
-            with_matches(base.clone(), m),
-        ))
-    })
-    .await?;
-    let mut names = BTreeSet::new();
+    let (start, end) = time_range(params)?;
+    let (gathered, raw) = futures::join!(
+        gather::<Strings>(app, &budget, |g| {
+            let m = group_selectors(&sels, g)?;
+            Some(ApiRequest::post(
+                "/api/v1/labels",
+                with_matches(base.clone(), m),
+            ))
+        }),
+        raw_series(app, &budget, &sels, None, start, end)
+    );
+    let (mut gathered, mut raw) = (gathered?, raw?);
+    gathered.add_raw(&mut raw);
+    gathered.check(&budget, raw.answered)?;
+    let mut names: BTreeSet<String> = raw
+        .labels
+        .iter()
+        .flat_map(|l| l.iter().map(|(k, _)| k.to_string()))
+        .collect();
     for (group, answers) in gathered.answers {
         let mut any = false;
         for Strings(list) in answers {
@@ -240,12 +285,22 @@ pub async fn label_values(app: &App, params: &Params, name: &str) -> Result<Repl
         url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
     );
     // Values from the backends themselves.
-    let gathered: Gathered<Strings> = gather(app, &budget, |g| {
-        let m = group_selectors(&sels, g)?;
-        Some(ApiRequest::get(path.clone(), with_matches(base.clone(), m)))
-    })
-    .await?;
-    let mut values = BTreeSet::new();
+    let (start, end) = time_range(params)?;
+    let (gathered, raw) = futures::join!(
+        gather::<Strings>(app, &budget, |g| {
+            let m = group_selectors(&sels, g)?;
+            Some(ApiRequest::get(path.clone(), with_matches(base.clone(), m)))
+        }),
+        raw_series(app, &budget, &sels, Some(has_label(name)), start, end)
+    );
+    let (mut gathered, mut raw) = (gathered?, raw?);
+    gathered.add_raw(&mut raw);
+    gathered.check(&budget, raw.answered)?;
+    let mut values: BTreeSet<String> = raw
+        .labels
+        .iter()
+        .filter_map(|l| l.get(name).map(str::to_string))
+        .collect();
     let mut warnings = gathered.warnings;
     for (_, answers) in gathered.answers {
         for Strings(list) in answers {
@@ -262,6 +317,7 @@ pub async fn label_values(app: &App, params: &Params, name: &str) -> Result<Repl
         ))
     })
     .await?;
+    holders.check(&budget, true)?;
     push_unique(&mut warnings, holders.warnings);
     for (group, answers) in holders.answers {
         if answers.iter().any(|Strings(l)| !l.is_empty()) {
@@ -299,6 +355,7 @@ pub async fn metadata(app: &App, params: &Params) -> Result<Reply, ApiError> {
         Some(ApiRequest::get("/api/v1/metadata", form.clone()))
     })
     .await?;
+    gathered.check(&budget, false)?;
     let mut merged: BTreeMap<String, Vec<MetricMetadata>> = BTreeMap::new();
     for (_, answers) in gathered.answers {
         for answer in answers {
@@ -391,6 +448,7 @@ pub async fn exemplars(app: &App, params: &Params) -> Result<Reply, ApiError> {
         Some(ApiRequest::post("/api/v1/query_exemplars", f))
     })
     .await?;
+    gathered.check(&budget, false)?;
     let mut merged: BTreeMap<Labels, Vec<crate::model::Exemplar>> = BTreeMap::new();
     for (group, answers) in gathered.answers {
         let pairs = group.label_pairs();

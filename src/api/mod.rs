@@ -5,6 +5,7 @@ pub mod json;
 mod metadata;
 pub mod params;
 mod query;
+mod raw;
 mod status;
 
 use std::sync::Arc;

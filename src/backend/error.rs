@@ -60,6 +60,12 @@ impl BackendError {
         )
     }
 
+    /// True when the backend refused the request itself (a 4xx answer): it is up, and
+    /// asking again gives the same answer.
+    pub fn is_request_error(&self) -> bool {
+        matches!(self, BackendError::Api { status, .. } if (400..500).contains(status))
+    }
+
     /// The label used on promgate_backend_requests_total.
     pub fn metric_result(&self) -> &'static str {
         match self {

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod error;
 pub mod fanout;
+pub mod read;
 mod retry;
 mod topology;
 
@@ -16,23 +17,29 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use serde::Deserialize;
 use tokio::time::Instant;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 
-use crate::config::BackendConfig;
+use crate::config::{BackendConfig, BackendKind};
 use crate::error::ErrorType;
 use crate::layer::breaker::{BreakerHandle, BreakerOpen, BreakerState, CircuitBreakerLayer};
 use crate::model::Envelope;
+use crate::storage::remote::{RemoteReadClient, RemoteReadConfig};
 use crate::telemetry::Metrics;
 pub use client::{ApiRequest, ApiResponse, HttpClient, PrometheusHttp};
 pub use error::BackendError;
+pub use read::{ReadAnswer, ReadCall, SelectedSeries};
 pub use topology::{ReplicaGroup, Topology, TopologyHandle};
 
 /// External labels of a backend, by name.
 pub use crate::promql::ExternalLabels;
 
-/// A backend's layered service.
+/// A backend's layered HTTP API service.
 pub type BackendService = BoxCloneSyncService<ApiRequest, ApiResponse, BackendError>;
+
+/// A backend's layered remote read service.
+pub type ReadService = BoxCloneSyncService<ReadCall, ReadAnswer, BackendError>;
 
 /// Largest answer accepted from a backend.
 const MAX_RESPONSE_BYTES: usize = 1 << 30;
@@ -44,6 +51,7 @@ const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
 pub struct Backend {
     pub config: BackendConfig,
     service: BackendService,
+    reader: ReadService,
     labels: ArcSwapOption<ExternalLabels>,
     last_failed_discovery: Mutex<Option<(Instant, String)>>,
     healthy: AtomicBool,
@@ -66,11 +74,23 @@ pub struct BackendStatus {
 impl Backend {
     pub fn new(config: BackendConfig, client: HttpClient, metrics: Arc<Metrics>) -> Backend {
         let breaker = BreakerHandle::new(config.name.as_str(), config.breaker.clone());
-        let service = build_stack(&config, client, breaker.clone());
-        let labels = ArcSwapOption::from(config.labels.clone().map(Arc::new));
+        // Both services share the breaker and the concurrency limit: they are one backend.
+        let limit = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests));
+        let http = PrometheusHttp::new(client.clone(), &config.url, MAX_RESPONSE_BYTES);
+        let service = layered(http, &config, &breaker, &limit, breaker_failure);
+        let reader = read::RemoteReadService::new(read_client(&config, client));
+        let reader = layered(reader, &config, &breaker, &limit, read_breaker_failure);
+        let labels = match (&config.labels, config.kind) {
+            (Some(configured), _) => Some(Arc::new(configured.clone())),
+            // Nothing to discover: the configured labels (or none) are its external labels.
+            (None, BackendKind::Influx) => Some(Arc::new(ExternalLabels::new())),
+            (None, BackendKind::Prometheus) => None,
+        };
+        let labels = ArcSwapOption::from(labels);
         Backend {
             config,
             service,
+            reader,
             labels,
             last_failed_discovery: Mutex::new(None),
             healthy: AtomicBool::new(true),
@@ -130,25 +150,36 @@ impl Backend {
                 Err(api_error(&resp))
             }
         });
+        self.record(result.as_ref().err(), started.elapsed());
+        result
+    }
+
+    /// Sends one remote read query through the backend's stack.
+    pub async fn read(&self, call: ReadCall) -> Result<ReadAnswer, BackendError> {
+        let started = std::time::Instant::now();
+        let result = self.reader.clone().oneshot(call).await;
+        let failure = result.as_ref().err().filter(|e| !e.is_request_error());
+        self.record(failure, started.elapsed());
+        result
+    }
+
+    /// Notes the outcome of one request in the backend's health, status and metrics.
+    fn record(&self, error: Option<&BackendError>, took: std::time::Duration) {
         // A query the backend rejected says nothing about its health.
-        let ok = match &result {
-            Ok(_) => true,
-            Err(e) => e.is_query_error(),
-        };
+        let ok = error.is_none_or(BackendError::is_query_error);
         self.healthy.store(ok, Ordering::Relaxed);
-        let took = started.elapsed();
         if let Ok(mut status) = self.status.lock() {
             let now = crate::time::now_ms();
             status.last_latency_seconds = Some(took.as_secs_f64());
-            match &result {
-                Err(e) if !ok => status.last_error = Some((now, e.to_string())),
+            match error {
+                Some(e) if !ok => status.last_error = Some((now, e.to_string())),
                 _ => status.last_success_ms = Some(now),
             }
         }
-        let outcome = match &result {
-            Ok(_) => "success",
-            Err(e) if e.is_query_error() => "success",
-            Err(e) => e.metric_result(),
+        let outcome = match error {
+            None => "success",
+            Some(e) if e.is_query_error() => "success",
+            Some(e) => e.metric_result(),
         };
         self.metrics.observe_backend(self.name(), outcome, took);
         let state = match self.breaker.status().state {
@@ -157,7 +188,6 @@ impl Backend {
             BreakerState::Open => 2,
         };
         self.metrics.observe_breaker(self.name(), state);
-        result
     }
 
     /// Makes sure the external labels are known: configured ones always are; otherwise they
@@ -190,6 +220,9 @@ impl Backend {
     ) -> Result<Arc<ExternalLabels>, BackendError> {
         if let Some(configured) = &self.config.labels {
             return Ok(Arc::new(configured.clone()));
+        }
+        if !self.config.kind.has_query_api() {
+            return Ok(Arc::new(ExternalLabels::new()));
         }
         let mut req = ApiRequest::get("/api/v1/status/config", Vec::new());
         req.deadline = deadline;
@@ -231,13 +264,53 @@ fn breaker_failure(result: Result<&ApiResponse, &BoxError>) -> Option<String> {
     }
 }
 
-fn build_stack(
+/// What the breaker counts as a failure of a remote read: as for the HTTP API, except that
+/// a 4xx answer is a request the store refused, not a sick store.
+fn read_breaker_failure(result: Result<&ReadAnswer, &BoxError>) -> Option<String> {
+    match result {
+        Ok(_) => None,
+        Err(e) => match e.downcast_ref::<BackendError>() {
+            Some(be) if be.is_request_error() => None,
+            _ => breaker_failure(Err(e)),
+        },
+    }
+}
+
+/// The remote read endpoint of a backend.
+fn read_client(config: &BackendConfig, client: HttpClient) -> RemoteReadClient {
+    let base = config.url.trim_end_matches('/');
+    match config.kind {
+        BackendKind::Prometheus => RemoteReadClient::new(client, base, RemoteReadConfig::default()),
+        BackendKind::Influx => {
+            let db: String = url::form_urlencoded::byte_serialize(
+                config.database.as_deref().unwrap_or_default().as_bytes(),
+            )
+            .collect();
+            RemoteReadClient::with_url(
+                client,
+                format!("{base}/api/v1/prom/read?db={db}"),
+                RemoteReadConfig::samples_only(),
+            )
+        }
+    }
+}
+
+/// Wraps one of a backend's services in its layers; the breaker and the concurrency limit
+/// are the backend's, shared by all its services.
+fn layered<S, Req, Resp>(
+    inner: S,
     config: &BackendConfig,
-    client: HttpClient,
-    breaker: BreakerHandle,
-) -> BackendService {
+    breaker: &BreakerHandle,
+    limit: &Arc<tokio::sync::Semaphore>,
+    classify: fn(Result<&Resp, &BoxError>) -> Option<String>,
+) -> BoxCloneSyncService<Req, Resp, BackendError>
+where
+    S: tower::Service<Req, Response = Resp, Error = BackendError> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    Req: retry::Repeatable + Send + Sync + 'static,
+    Resp: retry::Judged + Send + Sync + 'static,
+{
     let timeout = config.timeout.0;
-    let http = PrometheusHttp::new(client, &config.url, MAX_RESPONSE_BYTES);
     // The breaker sits outside the timeout so that a hung backend's timeouts count.
     let stack = ServiceBuilder::new()
         .map_err(move |e: BoxError| match e.downcast::<BackendError>() {
@@ -248,14 +321,14 @@ fn build_stack(
                 Err(e) => BackendError::Transport(e.to_string()),
             },
         })
-        .layer(CircuitBreakerLayer::new(breaker, breaker_failure))
+        .layer(CircuitBreakerLayer::new(breaker.clone(), classify))
         .timeout(timeout)
-        .concurrency_limit(config.max_concurrent_requests)
+        .layer(GlobalConcurrencyLimitLayer::with_semaphore(limit.clone()))
         .retry(retry::ReadRetryPolicy::new(
             config.retries,
             config.retry_backoff.0,
         ))
-        .service(http);
+        .service(inner);
     BoxCloneSyncService::new(stack)
 }
 

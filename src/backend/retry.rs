@@ -16,6 +16,29 @@ use tokio::time::Instant;
 
 use super::{ApiRequest, ApiResponse, BackendError};
 
+/// A request the retry policy can repeat: it knows its deadline.
+pub trait Repeatable: Clone {
+    fn deadline(&self) -> Option<Instant>;
+}
+
+/// An answer type whose failures the policy can judge.
+pub trait Judged: Sized {
+    /// Whether a second attempt can succeed where this one failed.
+    fn transient(result: &Result<Self, BackendError>) -> bool;
+}
+
+impl Repeatable for ApiRequest {
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+}
+
+impl Judged for ApiResponse {
+    fn transient(result: &Result<Self, BackendError>) -> bool {
+        transient(result)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ReadRetryPolicy {
     remaining: u32,
@@ -57,20 +80,22 @@ fn jittered(d: Duration) -> Duration {
     d.mul_f64(factor)
 }
 
-impl tower::retry::Policy<ApiRequest, ApiResponse, BackendError> for ReadRetryPolicy {
+impl<Req: Repeatable, Resp: Judged> tower::retry::Policy<Req, Resp, BackendError>
+    for ReadRetryPolicy
+{
     type Future = Pin<Box<dyn Future<Output = ()> + Send>>;
 
     fn retry(
         &mut self,
-        req: &mut ApiRequest,
-        result: &mut Result<ApiResponse, BackendError>,
+        req: &mut Req,
+        result: &mut Result<Resp, BackendError>,
     ) -> Option<Self::Future> {
-        if self.remaining == 0 || !transient(result) {
+        if self.remaining == 0 || !Resp::transient(result) {
             return None;
         }
         let wait = jittered(self.backoff);
         let wake = Instant::now() + wait;
-        if req.deadline.is_some_and(|deadline| wake >= deadline) {
+        if req.deadline().is_some_and(|deadline| wake >= deadline) {
             return None;
         }
         self.remaining -= 1;
@@ -78,7 +103,7 @@ impl tower::retry::Policy<ApiRequest, ApiResponse, BackendError> for ReadRetryPo
         Some(Box::pin(tokio::time::sleep_until(wake)))
     }
 
-    fn clone_request(&mut self, req: &ApiRequest) -> Option<ApiRequest> {
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
         Some(req.clone())
     }
 }

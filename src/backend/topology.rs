@@ -80,7 +80,8 @@ impl Topology {
         }
     }
 
-    /// Groups the backends by external labels without the replica labels. Backends whose
+    /// Groups the backends that answer the query API by external labels without the
+    /// replica labels. Backends whose
     /// labels cannot be learnt are returned apart with the reason; learning them holds a
     /// request up for [`DISCOVERY_IN_REQUEST`] at most.
     pub async fn replica_groups(
@@ -89,10 +90,15 @@ impl Topology {
     ) -> (Vec<ReplicaGroup>, Vec<MemberFailure>) {
         let soon = Instant::now() + DISCOVERY_IN_REQUEST;
         let deadline = Some(deadline.map_or(soon, |d| d.min(soon)));
-        let lookups = self.backends.iter().map(|b| async move {
-            let labels = b.ensure_labels(deadline).await;
-            (b.clone(), labels)
-        });
+        // Replica groups answer the query API; raw-only stores are read through the store.
+        let lookups = self
+            .backends
+            .iter()
+            .filter(|b| b.config.kind.has_query_api())
+            .map(|b| async move {
+                let labels = b.ensure_labels(deadline).await;
+                (b.clone(), labels)
+            });
         let results = futures::future::join_all(lookups).await;
         let replica_labels = &self.config.query.replica_labels;
         let mut groups: BTreeMap<ExternalLabels, Vec<Arc<Backend>>> = BTreeMap::new();

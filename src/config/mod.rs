@@ -85,6 +85,9 @@ pub struct BackendConfig {
     pub name: String,
     pub kind: BackendKind,
     pub url: String,
+    /// InfluxDB only: the database read through `/api/v1/prom/read?db=`.
+    #[serde(default)]
+    pub database: Option<String>,
     #[serde(default = "default_backend_timeout")]
     pub timeout: PromDuration,
     /// Overrides the external labels discovered from the backend.
@@ -124,13 +127,25 @@ fn default_backend_concurrency() -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
+    /// A Prometheus server: its HTTP API, and remote read for raw data.
     Prometheus,
+    /// InfluxDB 1.x through its Prometheus remote read endpoint: raw data only.
+    Influx,
+}
+
+impl BackendKind {
+    /// Whether the backend answers the Prometheus query and metadata API; the others only
+    /// give raw series.
+    pub fn has_query_api(self) -> bool {
+        matches!(self, BackendKind::Prometheus)
+    }
 }
 
 impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BackendKind::Prometheus => f.write_str("prometheus"),
+            BackendKind::Influx => f.write_str("influx"),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::{BackendConfig, Config, ConfigErrors};
+use super::{BackendConfig, BackendKind, Config, ConfigErrors};
 
 pub(super) fn parse(text: &str) -> Result<Config, ConfigErrors> {
     let mut problems = Vec::new();
@@ -120,6 +120,19 @@ fn check_backend(i: usize, backend: &BackendConfig, problems: &mut Vec<String>) 
         )),
         Ok(_) => {}
         Err(e) => problems.push(format!("{}: {e}", at("url"))),
+    }
+    match (backend.kind, &backend.database) {
+        (BackendKind::Influx, None) => problems.push(format!(
+            "{}: required for kind = \"influx\"",
+            at("database")
+        )),
+        (BackendKind::Influx, Some(db)) if db.is_empty() => {
+            problems.push(format!("{}: must not be empty", at("database")))
+        }
+        (BackendKind::Prometheus, Some(_)) => {
+            problems.push(format!("{}: only for kind = \"influx\"", at("database")))
+        }
+        _ => {}
     }
     if backend.timeout.0.is_zero() {
         problems.push(format!("{}: must be greater than zero", at("timeout")));
@@ -250,6 +263,29 @@ extra = 1
             errors[0].contains("unknown variant `graphite`"),
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn influx_backends_need_a_database_and_only_they_take_one() {
+        let errors = parse(
+            "[[backend]]\nname=\"lts\"\nkind=\"influx\"\nurl=\"http://h:8086\"\n\
+             [[backend]]\nname=\"p\"\nkind=\"prometheus\"\nurl=\"http://h\"\ndatabase=\"x\"\n",
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(
+            errors,
+            vec![
+                "backend[0].database: required for kind = \"influx\"".to_string(),
+                "backend[1].database: only for kind = \"influx\"".to_string(),
+            ]
+        );
+        let config = parse(
+            "[[backend]]\nname=\"lts\"\nkind=\"influx\"\nurl=\"http://h:8086\"\ndatabase=\"prom\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.backends[0].kind, BackendKind::Influx);
+        assert_eq!(config.backends[0].database.as_deref(), Some("prom"));
     }
 
     #[test]

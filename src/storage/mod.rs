@@ -1,5 +1,13 @@
-//! Where series come from and how they become one: remote read from Prometheus and
-//! InfluxDB, merging of equal series and deduplication of HA replicas. TSDB blocks come next.
+//! Where series come from and how they become one: the [`Store`] that selects over every
+//! backend, remote read from Prometheus and InfluxDB, merging of equal series and
+//! deduplication of HA replicas. TSDB blocks come next.
 
 pub mod dedup;
+pub mod fanout;
 pub mod remote;
+pub mod store;
+
+pub use fanout::MergedStore;
+pub use store::{
+    SelectHints, SelectRequest, SeriesSet, Store, StoreError, StoreSamples, StoreSeries,
+};

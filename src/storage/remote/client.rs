@@ -139,11 +139,13 @@ impl RemoteReadClient {
             )
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| RemoteReadError::Transport(e.to_string()))?;
-        let response = self
-            .client
-            .request(http_request)
-            .await
-            .map_err(|e| RemoteReadError::Transport(error_chain(&e)))?;
+        let response = self.client.request(http_request).await.map_err(|e| {
+            if e.is_connect() {
+                RemoteReadError::Connect(error_chain(&e))
+            } else {
+                RemoteReadError::Transport(error_chain(&e))
+            }
+        })?;
         let status = response.status();
         let streamed = response
             .headers()

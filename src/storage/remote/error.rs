@@ -9,7 +9,10 @@ pub enum RemoteReadError {
     /// The server answered with a status other than 200.
     #[error("remote read answered HTTP {status}: {body}")]
     Http { status: u16, body: String },
-    /// Connecting, sending or reading the body failed.
+    /// Connecting failed (refused, unreachable).
+    #[error("remote read connection failed: {0}")]
+    Connect(String),
+    /// Sending or reading the body failed.
     #[error("remote read transport: {0}")]
     Transport(String),
     #[error("remote read timed out")]

@@ -78,6 +78,15 @@ impl RemoteSeries {
         }
     }
 
+    /// The first and last timestamp the data covers, from chunk headers or raw samples;
+    /// `None` when there is no data.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        match &self.data {
+            SeriesData::Samples(s) => Some((s.first()?.0, s.last()?.0)),
+            SeriesData::Chunks(c) => Some((c.first()?.min_time_ms, c.last()?.max_time_ms)),
+        }
+    }
+
     /// Every sample, decoded into a vector.
     pub fn all_samples(&self) -> Result<Vec<(i64, f64)>, ChunkError> {
         self.samples(i64::MIN, i64::MAX).collect()
