@@ -1,5 +1,6 @@
 //! Prometheus remote read: the protobuf messages (written by hand, no protoc), the streamed
-//! frame format, the XOR chunk codec and the HTTP client that speaks both response types.
+//! frame format, the XOR chunk codec, the HTTP client that speaks both response types and
+//! the encoders for serving both.
 //!
 //! ```text
 //! ReadRequest ─prost─▶ snappy (block) ─POST /api/v1/read─▶ server
@@ -12,6 +13,7 @@ pub mod error;
 pub mod frame;
 pub mod proto;
 pub mod series;
+pub mod server;
 pub mod xor;
 
 pub use client::{RemoteReadClient, RemoteReadConfig, SeriesStream, decode_samples_response};
@@ -22,4 +24,9 @@ pub use proto::{
     Query, QueryResult, ReadHints, ReadRequest, ReadResponse, ResponseType, Sample, TimeSeries,
 };
 pub use series::{RemoteSeries, SampleIter, SeriesData};
+pub use server::{
+    ChunkedResponseWriter, DEFAULT_MAX_BYTES_IN_FRAME, LabelRef, SAMPLES_CONTENT_ENCODING,
+    SAMPLES_CONTENT_TYPE, SAMPLES_PER_CHUNK, STREAMED_CONTENT_TYPE, SamplesResponseBuilder,
+    decode_read_request, negotiate,
+};
 pub use xor::{ChunkError, ChunkFull, XorEncoder, XorIter, encode_xor, xor_samples};
