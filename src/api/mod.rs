@@ -6,6 +6,7 @@ mod metadata;
 pub mod params;
 mod query;
 mod raw;
+mod remote_read;
 mod status;
 
 use std::sync::Arc;
@@ -28,6 +29,12 @@ pub enum Reply {
     Text(&'static str, String),
     /// A status with a plain-text body.
     Status(StatusCode, String),
+    /// A binary answer (remote read) with its content type and encoding.
+    Binary {
+        content_type: &'static str,
+        content_encoding: Option<&'static str>,
+        body: Bytes,
+    },
 }
 
 /// The route a request took, for metrics: a fixed set of names, never the raw path.
@@ -36,6 +43,7 @@ pub fn route_name(path: &str) -> &'static str {
         "/api/v1/query" => "query",
         "/api/v1/query_range" => "query_range",
         "/api/v1/series" => "series",
+        "/api/v1/read" => "read",
         "/api/v1/labels" => "labels",
         "/api/v1/metadata" => "metadata",
         "/api/v1/query_exemplars" => "query_exemplars",
@@ -67,6 +75,15 @@ where
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     let body_limit = app.topology.load().config.server.max_request_body_bytes;
+    if path == "/api/v1/read" && method == Method::POST {
+        return match Limited::new(req.into_body(), body_limit).collect().await {
+            Ok(body) => respond(Ok(remote_read::read(&app, &body.to_bytes()).await)),
+            Err(e) => respond(Ok(Reply::Status(
+                StatusCode::BAD_REQUEST,
+                format!("reading request body: {e}\n"),
+            ))),
+        };
+    }
     let body = if method == Method::POST && is_form {
         match Limited::new(req.into_body(), body_limit).collect().await {
             Ok(b) => Some(b.to_bytes()),
@@ -134,6 +151,7 @@ async fn route(
         "/api/v1/query"
         | "/api/v1/query_range"
         | "/api/v1/series"
+        | "/api/v1/read"
         | "/api/v1/labels"
         | "/api/v1/metadata"
         | "/api/v1/query_exemplars"
@@ -182,6 +200,19 @@ fn respond(result: Result<Reply, ApiError>) -> Response<Full<Bytes>> {
             HeaderValue::from_static("text/plain; charset=utf-8"),
             text.into(),
         ),
+        Ok(Reply::Binary {
+            content_type,
+            content_encoding,
+            body,
+        }) => {
+            let mut resp = Response::new(Full::new(body));
+            let headers = resp.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            if let Some(encoding) = content_encoding {
+                headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+            }
+            return resp;
+        }
         Err(e) => (e.status(), JSON, Bytes::from(json::error(&e))),
     };
     let mut resp = Response::new(Full::new(body));
