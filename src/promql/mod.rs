@@ -3,6 +3,7 @@
 
 pub mod ast_json;
 pub mod cache;
+pub mod engine;
 pub mod groups;
 mod positions;
 

@@ -4,10 +4,12 @@
 
 pub mod dedup;
 pub mod fanout;
+pub mod memory;
 pub mod remote;
 pub mod store;
 
 pub use fanout::MergedStore;
+pub use memory::MemoryStore;
 pub use store::{
     SelectHints, SelectRequest, SeriesSet, Store, StoreError, StoreSamples, StoreSeries,
 };
