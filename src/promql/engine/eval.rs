@@ -1,9 +1,25 @@
-//! Evaluation of an expression over a range of steps.
+//! Evaluation of an expression over a grid of steps.
+//!
+//! Every intermediate result covers all steps at once: a [`StepVector`] is its series' labels
+//! and one flat, series-major array of values with a presence mask, so operators are loops
+//! over flat arrays. Selectors are read from the store before evaluation starts (one
+//! concurrent round of selects, each over the widest time range the expression needs), so
+//! evaluation itself is synchronous.
 
-use promql_parser::parser::Expr;
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use super::{Engine, EngineError, QueryOutput};
-use crate::storage::Store;
+use promql_parser::parser::{
+    AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
+};
+
+use super::{Engine, EngineError, InstantSample, QueryOutput, RangeSeries, Value};
+use crate::model::Labels;
+use crate::storage::dedup::DedupMode;
+use crate::storage::{SelectHints, SelectRequest, Store};
+
+/// Default step of a subquery without one (Prometheus's default evaluation interval).
+const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
 
 /// The steps a query is evaluated at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,14 +51,654 @@ impl Range {
     }
 }
 
+/// Evenly spaced evaluation times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Grid {
+    pub start: i64,
+    pub step: i64,
+    pub n: usize,
+}
+
+impl Grid {
+    pub fn t(&self, i: usize) -> i64 {
+        self.start + self.step * i as i64
+    }
+
+    fn from_range(start: i64, end: i64, step: i64) -> Grid {
+        let n = if end < start {
+            0
+        } else {
+            ((end - start) / step) as usize + 1
+        };
+        Grid { start, step, n }
+    }
+}
+
+/// Raw samples of one series: times and values in time order.
+#[derive(Debug, Clone, Default)]
+pub(super) struct RawSeries {
+    pub labels: Labels,
+    pub ts: Vec<i64>,
+    pub vs: Vec<f64>,
+}
+
+/// Values of several series at every step of a grid.
+#[derive(Debug, Clone, Default)]
+pub(super) struct StepVector {
+    pub labels: Vec<Labels>,
+    /// `values[series * n + step]`.
+    pub values: Vec<f64>,
+    pub present: Vec<bool>,
+    pub n: usize,
+}
+
+impl StepVector {
+    pub fn new(n: usize) -> Self {
+        StepVector {
+            n,
+            ..Default::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn get(&self, series: usize, step: usize) -> Option<f64> {
+        let i = series * self.n + step;
+        self.present[i].then(|| self.values[i])
+    }
+
+    /// Adds a series with no points yet; returns its id.
+    pub fn push_empty(&mut self, labels: Labels) -> usize {
+        self.labels.push(labels);
+        self.values.extend(std::iter::repeat_n(0.0, self.n));
+        self.present.extend(std::iter::repeat_n(false, self.n));
+        self.labels.len() - 1
+    }
+
+    pub fn set(&mut self, series: usize, step: usize, v: f64) {
+        let i = series * self.n + step;
+        self.values[i] = v;
+        self.present[i] = true;
+    }
+
+    /// Series that are present at some step.
+    pub fn drop_empty(&mut self) {
+        let n = self.n;
+        let keep: Vec<bool> = (0..self.len())
+            .map(|s| self.present[s * n..(s + 1) * n].iter().any(|p| *p))
+            .collect();
+        if keep.iter().all(|k| *k) {
+            return;
+        }
+        let mut out = StepVector::new(n);
+        for (s, k) in keep.iter().enumerate() {
+            if *k {
+                out.labels.push(std::mem::take(&mut self.labels[s]));
+                out.values
+                    .extend_from_slice(&self.values[s * n..(s + 1) * n]);
+                out.present
+                    .extend_from_slice(&self.present[s * n..(s + 1) * n]);
+            }
+        }
+        *self = out;
+    }
+
+    /// Merges series whose labels became equal (after a function dropped the metric name):
+    /// they may share a label set as long as no two of them have a value at the same step.
+    pub fn merge_equal_labels(self) -> Result<StepVector, EngineError> {
+        let n = self.n;
+        let mut index: HashMap<&Labels, usize> = HashMap::with_capacity(self.len());
+        let mut collision = false;
+        for l in &self.labels {
+            if index.insert(l, 0).is_some() {
+                collision = true;
+                break;
+            }
+        }
+        if !collision {
+            return Ok(self);
+        }
+        let mut out = StepVector::new(n);
+        let mut ids: HashMap<Labels, usize> = HashMap::new();
+        for s in 0..self.len() {
+            let id = *ids
+                .entry(self.labels[s].clone())
+                .or_insert_with(|| out.push_empty(self.labels[s].clone()));
+            for step in 0..n {
+                if let Some(v) = self.get(s, step) {
+                    if out.present[id * n + step] {
+                        return Err(EngineError::Execution(
+                            "vector cannot contain metrics with the same labelset".into(),
+                        ));
+                    }
+                    out.set(id, step, v);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// An intermediate result.
+#[derive(Debug, Clone)]
+pub(super) enum Val {
+    /// One value per step.
+    Scalar(Vec<f64>),
+    String(String),
+    Vector(StepVector),
+    /// A range selector or subquery evaluated at one instant (the only place a matrix is
+    /// an answer).
+    Matrix(Vec<RawSeries>),
+}
+
+/// What evaluation needs besides the expression.
+pub(super) struct Evaluator<'a> {
+    pub engine: &'a Engine,
+    /// The query's own start and end, for `@ start()` and `@ end()`.
+    pub query_start: i64,
+    pub query_end: i64,
+    /// Series of every selector, by the selector's address in the expression.
+    pub data: HashMap<usize, Arc<Vec<RawSeries>>>,
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
 pub async fn run<S: Store>(
-    _engine: &Engine,
-    _store: &S,
+    engine: &Engine,
+    store: &S,
     expr: &Expr,
-    _range: Range,
+    range: Range,
 ) -> Result<QueryOutput, EngineError> {
-    Err(EngineError::Unsupported(format!(
-        "evaluation of {} expressions",
-        expr.value_type()
-    )))
+    let grid = Grid::from_range(range.start_ms, range.end_ms, range.step_ms);
+    let mut needs = Vec::new();
+    let ctx = SpanContext {
+        query_start: range.start_ms,
+        query_end: range.end_ms,
+        lookback: engine.options().lookback_delta_ms,
+    };
+    collect_selectors(expr, range.start_ms, range.end_ms, &ctx, None, &mut needs);
+    let data = fetch(store, needs).await?;
+    let mut ev = Evaluator {
+        engine,
+        query_start: range.start_ms,
+        query_end: range.end_ms,
+        data,
+        warnings: Vec::new(),
+        infos: Vec::new(),
+    };
+    let val = ev.eval(expr, grid)?;
+    let value = finish(val, grid, range.instant)?;
+    Ok(QueryOutput {
+        value,
+        warnings: ev.warnings,
+        infos: ev.infos,
+    })
+}
+
+/// The answer for the client: a vector or scalar at the instant, or a matrix over the grid.
+fn finish(val: Val, grid: Grid, instant: bool) -> Result<Value, EngineError> {
+    Ok(match (val, instant) {
+        (Val::Scalar(v), true) => Value::Scalar(v.first().copied().unwrap_or(f64::NAN)),
+        (Val::String(s), true) => Value::String(s),
+        (Val::Vector(v), true) => Value::Vector(
+            (0..v.len())
+                .filter_map(|s| {
+                    v.get(s, 0).map(|value| InstantSample {
+                        labels: v.labels[s].clone(),
+                        value,
+                    })
+                })
+                .collect(),
+        ),
+        (Val::Matrix(m), true) => Value::Matrix(
+            m.into_iter()
+                .filter(|s| !s.ts.is_empty())
+                .map(|s| RangeSeries {
+                    labels: s.labels,
+                    points: s.ts.into_iter().zip(s.vs).collect(),
+                })
+                .collect(),
+        ),
+        (Val::Scalar(v), false) => Value::Matrix(vec![RangeSeries {
+            labels: Labels::default(),
+            points: (0..grid.n).map(|i| (grid.t(i), v[i])).collect(),
+        }]),
+        (Val::Vector(v), false) => {
+            let mut out: Vec<RangeSeries> = (0..v.len())
+                .map(|s| RangeSeries {
+                    labels: v.labels[s].clone(),
+                    points: (0..grid.n)
+                        .filter_map(|i| v.get(s, i).map(|x| (grid.t(i), x)))
+                        .collect(),
+                })
+                .filter(|s| !s.points.is_empty())
+                .collect();
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Value::Matrix(out)
+        }
+        (Val::String(_), false) => {
+            return Err(EngineError::BadData(
+                "invalid expression type \"string\" for range query, must be Scalar or instant Vector".into(),
+            ));
+        }
+        (Val::Matrix(_), false) => {
+            return Err(EngineError::BadData(
+                "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into(),
+            ));
+        }
+    })
+}
+
+// === reading the data ===
+
+/// One selector to read: its matchers, the time span it needs, and how replicas merge.
+struct Need {
+    key: usize,
+    selector: VectorSelector,
+    start: i64,
+    end: i64,
+    func: Option<&'static str>,
+}
+
+struct SpanContext {
+    query_start: i64,
+    query_end: i64,
+    lookback: i64,
+}
+
+impl SpanContext {
+    /// The instants `[start, end]` become once `@` and `offset` apply.
+    fn shift(
+        &self,
+        at: &Option<AtModifier>,
+        offset: &Option<Offset>,
+        start: i64,
+        end: i64,
+    ) -> (i64, i64) {
+        let (s, e) = match at_ms(at, self.query_start, self.query_end) {
+            Some(t) => (t, t),
+            None => (start, end),
+        };
+        let off = offset_ms(offset);
+        (s - off, e - off)
+    }
+}
+
+pub(super) fn offset_ms(offset: &Option<Offset>) -> i64 {
+    match offset {
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+        None => 0,
+    }
+}
+
+pub(super) fn at_ms(at: &Option<AtModifier>, query_start: i64, query_end: i64) -> Option<i64> {
+    match at {
+        Some(AtModifier::Start) => Some(query_start),
+        Some(AtModifier::End) => Some(query_end),
+        Some(AtModifier::At(t)) => Some(match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => d.as_millis() as i64,
+            Err(e) => -(e.duration().as_millis() as i64),
+        }),
+        None => None,
+    }
+}
+
+fn key_of(vs: &VectorSelector) -> usize {
+    vs as *const VectorSelector as usize
+}
+
+/// Functions whose argument is read as a counter (replica switches must not look like
+/// resets).
+fn counter_function(name: &str) -> Option<&'static str> {
+    ["rate", "increase", "irate", "resets"]
+        .into_iter()
+        .find(|f| *f == name)
+}
+
+fn collect_selectors(
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    ctx: &SpanContext,
+    func: Option<&'static str>,
+    out: &mut Vec<Need>,
+) {
+    match expr {
+        Expr::VectorSelector(vs) => {
+            let (s, e) = ctx.shift(&vs.at, &vs.offset, start, end);
+            out.push(Need {
+                key: key_of(vs),
+                selector: vs.clone(),
+                start: s - ctx.lookback,
+                end: e,
+                func,
+            });
+        }
+        Expr::MatrixSelector(MatrixSelector { vs, range }) => {
+            let (s, e) = ctx.shift(&vs.at, &vs.offset, start, end);
+            out.push(Need {
+                key: key_of(vs),
+                selector: vs.clone(),
+                start: s - range.as_millis() as i64,
+                end: e,
+                func,
+            });
+        }
+        Expr::Subquery(sq) => {
+            let (s, e) = ctx.shift(&sq.at, &sq.offset, start, end);
+            collect_selectors(&sq.expr, s - sq.range.as_millis() as i64, e, ctx, None, out);
+        }
+        Expr::Call(call) => {
+            let f = counter_function(call.func.name);
+            for a in &call.args.args {
+                collect_selectors(a, start, end, ctx, f, out);
+            }
+        }
+        Expr::Aggregate(a) => {
+            collect_selectors(&a.expr, start, end, ctx, None, out);
+            if let Some(p) = &a.param {
+                collect_selectors(p, start, end, ctx, None, out);
+            }
+        }
+        Expr::Binary(b) => {
+            collect_selectors(&b.lhs, start, end, ctx, None, out);
+            collect_selectors(&b.rhs, start, end, ctx, None, out);
+        }
+        Expr::Paren(p) => collect_selectors(&p.expr, start, end, ctx, func, out),
+        Expr::Unary(u) => collect_selectors(&u.expr, start, end, ctx, func, out),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
+/// Reads every selector at once; a selector used twice is read once, over both spans.
+async fn fetch<S: Store>(
+    store: &S,
+    needs: Vec<Need>,
+) -> Result<HashMap<usize, Arc<Vec<RawSeries>>>, EngineError> {
+    let reads = needs.iter().map(|need| async move {
+        let mut all = Vec::new();
+        for matchers in SelectRequest::selector_matchers(&need.selector) {
+            let request = SelectRequest {
+                matchers,
+                start_ms: need.start + 1,
+                end_ms: need.end,
+                hints: need.func.map(|f| SelectHints {
+                    func: f.to_string(),
+                    ..SelectHints::default()
+                }),
+                deadline: None,
+            };
+            let mode = if need.func.is_some() {
+                DedupMode::Counter
+            } else {
+                DedupMode::Gauge
+            };
+            let set = store
+                .select(&request)
+                .await
+                .map_err(|e| EngineError::Store(e.to_string()))?;
+            for series in set.series {
+                let mut samples = series.samples(request.start_ms, request.end_ms, mode);
+                let mut raw = RawSeries {
+                    labels: series.labels.clone(),
+                    ..RawSeries::default()
+                };
+                for (t, v) in samples.by_ref() {
+                    raw.ts.push(t);
+                    raw.vs.push(v);
+                }
+                if let Some(e) = samples.error() {
+                    return Err(EngineError::Store(format!("corrupt chunk: {e}")));
+                }
+                all.push(raw);
+            }
+        }
+        Ok::<_, EngineError>((need.key, all))
+    });
+    let results = futures::future::join_all(reads).await;
+    let mut data = HashMap::new();
+    for r in results {
+        let (key, series) = r?;
+        data.insert(key, Arc::new(series));
+    }
+    Ok(data)
+}
+
+// === evaluation ===
+
+/// Staleness marker: a NaN with this exact bit pattern ends a series.
+pub(super) const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+
+pub(super) fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE_NAN
+}
+
+impl Evaluator<'_> {
+    pub fn eval(&mut self, expr: &Expr, grid: Grid) -> Result<Val, EngineError> {
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; grid.n])),
+            Expr::StringLiteral(s) => Ok(Val::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr, grid),
+            Expr::Unary(u) => match self.eval(&u.expr, grid)? {
+                Val::Scalar(v) => Ok(Val::Scalar(v.into_iter().map(|x| -x).collect())),
+                Val::Vector(mut v) => {
+                    for x in &mut v.values {
+                        *x = -*x;
+                    }
+                    for l in &mut v.labels {
+                        l.remove("__name__");
+                    }
+                    Ok(Val::Vector(v.merge_equal_labels()?))
+                }
+                _ => Err(EngineError::BadData(
+                    "unary expression only allowed on expressions of type scalar or vector".into(),
+                )),
+            },
+            Expr::VectorSelector(vs) => Ok(Val::Vector(self.instant_selector(vs, grid))),
+            Expr::MatrixSelector(ms) => Ok(Val::Matrix(self.matrix_at_instant(ms, grid))),
+            // At an instant, a subquery is a matrix: its points in the window.
+            Expr::Subquery(sq) => Ok(Val::Matrix(self.subquery(sq, grid)?)),
+            Expr::Call(call) => super::functions::call(self, call, grid),
+            Expr::Aggregate(a) => super::aggregate::aggregate(self, a, grid),
+            Expr::Binary(b) => super::binary::binary(self, b, grid),
+            Expr::Extension(_) => Err(EngineError::Unsupported("extension expressions".into())),
+        }
+    }
+
+    pub(super) fn data_of(&self, vs: &VectorSelector) -> Arc<Vec<RawSeries>> {
+        self.data.get(&key_of(vs)).cloned().unwrap_or_default()
+    }
+
+    /// Evaluation time of step `i` for a selector with `@`/`offset`.
+    pub fn shifted(
+        &self,
+        at: &Option<AtModifier>,
+        offset: &Option<Offset>,
+        grid: Grid,
+        i: usize,
+    ) -> i64 {
+        at_ms(at, self.query_start, self.query_end).unwrap_or_else(|| grid.t(i)) - offset_ms(offset)
+    }
+
+    /// An instant selector: at each step, the latest sample in the lookback window
+    /// `(t - lookback, t]`, unless that sample is a staleness marker.
+    fn instant_selector(&self, vs: &VectorSelector, grid: Grid) -> StepVector {
+        let lookback = self.engine.options().lookback_delta_ms;
+        let data = self.data_of(vs);
+        let mut out = StepVector::new(grid.n);
+        for series in data.iter() {
+            let id = out.push_empty(series.labels.clone());
+            for i in 0..grid.n {
+                let t = self.shifted(&vs.at, &vs.offset, grid, i);
+                // Last sample at or before t.
+                let idx = series.ts.partition_point(|&x| x <= t);
+                if idx == 0 {
+                    continue;
+                }
+                let (st, sv) = (series.ts[idx - 1], series.vs[idx - 1]);
+                if st > t - lookback && !is_stale(sv) {
+                    out.set(id, i, sv);
+                }
+            }
+        }
+        out.drop_empty();
+        out
+    }
+
+    /// Samples of a range selector in `(t - range, t]` at an instant query's one step.
+    fn matrix_at_instant(&self, ms: &MatrixSelector, grid: Grid) -> Vec<RawSeries> {
+        let range = ms.range.as_millis() as i64;
+        let t = self.shifted(&ms.vs.at, &ms.vs.offset, grid, 0);
+        self.data_of(&ms.vs)
+            .iter()
+            .map(|s| window(s, t - range, t))
+            .filter(|s| !s.ts.is_empty())
+            .collect()
+    }
+
+    /// The series a range function reads: from a range selector or a subquery, with the
+    /// window end of each step and the window length.
+    pub fn range_input(&mut self, expr: &Expr, grid: Grid) -> Result<RangeInput, EngineError> {
+        match expr {
+            Expr::MatrixSelector(ms) => {
+                let ends = (0..grid.n)
+                    .map(|i| self.shifted(&ms.vs.at, &ms.vs.offset, grid, i))
+                    .collect();
+                let data = self.data_of(&ms.vs);
+                let series = data.iter().map(without_stale).collect();
+                Ok(RangeInput {
+                    series,
+                    ends,
+                    range: ms.range.as_millis() as i64,
+                })
+            }
+            Expr::Subquery(sq) => {
+                let ends = (0..grid.n)
+                    .map(|i| self.shifted(&sq.at, &sq.offset, grid, i))
+                    .collect();
+                let series = self.subquery_series(sq, grid)?;
+                Ok(RangeInput {
+                    series,
+                    ends,
+                    range: sq.range.as_millis() as i64,
+                })
+            }
+            Expr::Paren(p) => self.range_input(&p.expr, grid),
+            _ => Err(EngineError::BadData(
+                "expected type range vector in call to function".into(),
+            )),
+        }
+    }
+
+    /// A subquery at an instant query's step: its points in the window.
+    fn subquery(&mut self, sq: &SubqueryExpr, grid: Grid) -> Result<Vec<RawSeries>, EngineError> {
+        let t = self.shifted(&sq.at, &sq.offset, grid, 0);
+        let range = sq.range.as_millis() as i64;
+        Ok(self
+            .subquery_series(sq, grid)?
+            .iter()
+            .map(|s| window(s, t - range, t))
+            .filter(|s| !s.ts.is_empty())
+            .collect())
+    }
+
+    /// The inner expression of a subquery evaluated at its own steps (multiples of its
+    /// step) across every window the outer grid needs.
+    fn subquery_series(
+        &mut self,
+        sq: &SubqueryExpr,
+        grid: Grid,
+    ) -> Result<Vec<RawSeries>, EngineError> {
+        let step = sq
+            .step
+            .map(|s| s.as_millis() as i64)
+            .filter(|s| *s > 0)
+            .unwrap_or(DEFAULT_SUBQUERY_STEP_MS);
+        let range = sq.range.as_millis() as i64;
+        let first = self.shifted(&sq.at, &sq.offset, grid, 0);
+        let last = self.shifted(&sq.at, &sq.offset, grid, grid.n.saturating_sub(1));
+        let (lo, hi) = (first.min(last), first.max(last));
+        // Inner steps are aligned to absolute multiples of the step, after (lo - range).
+        let from = lo - range;
+        let mut start = from.div_euclid(step) * step;
+        if start <= from {
+            start += step;
+        }
+        let inner = Grid::from_range(start, hi, step);
+        let val = self.eval(&sq.expr, inner)?;
+        Ok(match val {
+            Val::Vector(v) => (0..v.len())
+                .map(|s| {
+                    let mut r = RawSeries {
+                        labels: v.labels[s].clone(),
+                        ..RawSeries::default()
+                    };
+                    for i in 0..inner.n {
+                        if let Some(x) = v.get(s, i) {
+                            r.ts.push(inner.t(i));
+                            r.vs.push(x);
+                        }
+                    }
+                    r
+                })
+                .filter(|r| !r.ts.is_empty())
+                .collect(),
+            Val::Scalar(v) => vec![RawSeries {
+                labels: Labels::default(),
+                ts: (0..inner.n).map(|i| inner.t(i)).collect(),
+                vs: v,
+            }],
+            _ => {
+                return Err(EngineError::BadData(
+                    "subquery is only allowed on instant vector".into(),
+                ));
+            }
+        })
+    }
+}
+
+/// The samples of `s` in `(from, to]`, staleness markers left out.
+fn window(s: &RawSeries, from: i64, to: i64) -> RawSeries {
+    let lo = s.ts.partition_point(|&t| t <= from);
+    let hi = s.ts.partition_point(|&t| t <= to);
+    let mut out = RawSeries {
+        labels: s.labels.clone(),
+        ..RawSeries::default()
+    };
+    for i in lo..hi {
+        if !is_stale(s.vs[i]) {
+            out.ts.push(s.ts[i]);
+            out.vs.push(s.vs[i]);
+        }
+    }
+    out
+}
+
+fn without_stale(s: &RawSeries) -> RawSeries {
+    if !s.vs.iter().any(|v| is_stale(*v)) {
+        return s.clone();
+    }
+    window(s, i64::MIN, i64::MAX)
+}
+
+/// Input of a range function: series, and per step the end of its window.
+pub(super) struct RangeInput {
+    pub series: Vec<RawSeries>,
+    /// Window end per step; the window is `(end - range, end]`.
+    pub ends: Vec<i64>,
+    pub range: i64,
+}
+
+impl RangeInput {
+    /// Index bounds of each step's window in `series[s]`.
+    pub fn bounds(&self, s: usize, step: usize) -> (usize, usize) {
+        let ts = &self.series[s].ts;
+        let end = self.ends[step];
+        let lo = ts.partition_point(|&t| t <= end - self.range);
+        let hi = ts.partition_point(|&t| t <= end);
+        (lo, hi)
+    }
 }

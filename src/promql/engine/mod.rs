@@ -10,7 +10,15 @@
 //! Data is read first, in one concurrent round of selects; evaluation after that is plain
 //! CPU work over flat arrays, step by step.
 
+// Loops run over step indexes shared by several parallel arrays (values, presence,
+// parameters per step); indexing says that more plainly than zipped iterators.
+#![allow(clippy::needless_range_loop)]
+
+mod aggregate;
+mod binary;
 mod eval;
+mod functions;
+mod kernels;
 
 use promql_parser::parser::Expr;
 
@@ -137,3 +145,5 @@ impl Engine {
         .await
     }
 }
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,292 @@
+//! Aggregations (`sum by (job) (x)` and the rest): series are put into groups once, by
+//! their labels after `by`/`without`, and each step folds the values of each group.
+
+use std::collections::HashMap;
+
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
+
+use super::EngineError;
+use super::eval::{Evaluator, Grid, StepVector, Val};
+use super::functions::scalar_arg;
+use super::kernels::{kahan_inc, quantile};
+use crate::model::Labels;
+
+pub(super) fn aggregate(
+    ev: &mut Evaluator<'_>,
+    a: &AggregateExpr,
+    grid: Grid,
+) -> Result<Val, EngineError> {
+    let op = a.op.to_string();
+    let param = match (&a.param, op.as_str()) {
+        (Some(p), "count_values") => Param::Label(string_param(p)?),
+        (Some(_), _) => Param::Scalar(scalar_arg(
+            ev,
+            std::slice::from_ref(a.param.as_ref().expect("checked")),
+            0,
+            grid,
+        )?),
+        (None, _) => Param::None,
+    };
+    let input = match ev.eval(&a.expr, grid)? {
+        Val::Vector(v) => v,
+        _ => {
+            return Err(EngineError::BadData(format!(
+                "expected type instant vector in aggregation expression {op}"
+            )));
+        }
+    };
+    let keys: Vec<Labels> = input
+        .labels
+        .iter()
+        .map(|l| group_key(l, a.modifier.as_ref()))
+        .collect();
+    let mut group_of = Vec::with_capacity(keys.len());
+    let mut groups: Vec<Labels> = Vec::new();
+    let mut index: HashMap<&Labels, usize> = HashMap::new();
+    for k in &keys {
+        let g = *index.entry(k).or_insert_with(|| {
+            groups.push(k.clone());
+            groups.len() - 1
+        });
+        group_of.push(g);
+    }
+    let n = grid.n;
+    let out = match op.as_str() {
+        "topk" | "bottomk" | "limitk" => {
+            let Param::Scalar(k) = &param else {
+                return Err(EngineError::BadData(format!("{op} needs a parameter")));
+            };
+            select_k(&input, &group_of, groups.len(), k, &op)?
+        }
+        "count_values" => {
+            let Param::Label(label) = &param else {
+                return Err(EngineError::BadData("count_values needs a label".into()));
+            };
+            count_values(&input, &group_of, &groups, label)?
+        }
+        _ => {
+            let mut out = StepVector::new(n);
+            for g in &groups {
+                out.push_empty(g.clone());
+            }
+            let mut members: Vec<Vec<usize>> = vec![Vec::new(); groups.len()];
+            for (s, &g) in group_of.iter().enumerate() {
+                members[g].push(s);
+            }
+            let mut values = Vec::new();
+            for (g, series) in members.iter().enumerate() {
+                for i in 0..n {
+                    values.clear();
+                    values.extend(series.iter().filter_map(|&s| input.get(s, i)));
+                    if values.is_empty() {
+                        continue;
+                    }
+                    let q = match &param {
+                        Param::Scalar(q) => q[i],
+                        _ => 0.0,
+                    };
+                    out.set(g, i, fold(&op, &mut values, q)?);
+                }
+            }
+            out.drop_empty();
+            out
+        }
+    };
+    Ok(Val::Vector(out))
+}
+
+enum Param {
+    None,
+    Scalar(Vec<f64>),
+    Label(String),
+}
+
+fn string_param(e: &Expr) -> Result<String, EngineError> {
+    match e {
+        Expr::StringLiteral(s) => Ok(s.val.clone()),
+        Expr::Paren(p) => string_param(&p.expr),
+        _ => Err(EngineError::BadData("expected a string parameter".into())),
+    }
+}
+
+/// The labels that name a series' group.
+fn group_key(labels: &Labels, modifier: Option<&LabelModifier>) -> Labels {
+    match modifier {
+        None => Labels::default(),
+        Some(LabelModifier::Include(by)) => Labels::new(
+            labels
+                .iter()
+                .filter(|(k, _)| by.labels.iter().any(|b| b == k))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        Some(LabelModifier::Exclude(without)) => Labels::new(
+            labels
+                .iter()
+                .filter(|(k, _)| *k != "__name__" && !without.labels.iter().any(|w| w == k))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+    }
+}
+
+/// One group's value at one step.
+fn fold(op: &str, values: &mut [f64], q: f64) -> Result<f64, EngineError> {
+    Ok(match op {
+        "sum" => {
+            let (mut sum, mut c) = (0.0, 0.0);
+            for &v in values.iter() {
+                (sum, c) = kahan_inc(v, sum, c);
+            }
+            sum + c
+        }
+        "avg" => {
+            let (mut sum, mut c, mut mean, mut count) = (0.0, 0.0, 0.0, 0.0);
+            let mut incremental = false;
+            for &v in values.iter() {
+                count += 1.0;
+                if !incremental {
+                    let (ns, nc) = kahan_inc(v, sum, c);
+                    if count == 1.0 || !ns.is_infinite() {
+                        (sum, c) = (ns, nc);
+                        continue;
+                    }
+                    incremental = true;
+                    mean = sum / (count - 1.0);
+                    c /= count - 1.0;
+                }
+                let r = (count - 1.0) / count;
+                (mean, c) = kahan_inc(v / count, r * mean, r * c);
+            }
+            if incremental {
+                mean + c
+            } else {
+                sum / count + c / count
+            }
+        }
+        "count" => values.len() as f64,
+        "group" => 1.0,
+        "min" => {
+            values[1..]
+                .iter()
+                .fold(values[0], |m, &x| if x < m || m.is_nan() { x } else { m })
+        }
+        "max" => {
+            values[1..]
+                .iter()
+                .fold(values[0], |m, &x| if x > m || m.is_nan() { x } else { m })
+        }
+        "stddev" | "stdvar" => {
+            let (mut count, mut mean, mut cm, mut aux, mut ca) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for &v in values.iter() {
+                count += 1.0;
+                let delta = v - (mean + cm);
+                (mean, cm) = kahan_inc(delta / count, mean, cm);
+                (aux, ca) = kahan_inc(delta * (v - (mean + cm)), aux, ca);
+            }
+            let var = (aux + ca) / count;
+            if op == "stddev" { var.sqrt() } else { var }
+        }
+        "quantile" => quantile(q, values),
+        other => return Err(EngineError::Unsupported(format!("aggregation {other}"))),
+    })
+}
+
+/// `topk`, `bottomk` and `limitk`: per step and group, the k series to keep, with their
+/// own labels.
+fn select_k(
+    input: &StepVector,
+    group_of: &[usize],
+    groups: usize,
+    k: &[f64],
+    op: &str,
+) -> Result<StepVector, EngineError> {
+    let n = input.n;
+    let mut out = StepVector::new(n);
+    for l in &input.labels {
+        out.push_empty(l.clone());
+    }
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); groups];
+    for (s, &g) in group_of.iter().enumerate() {
+        members[g].push(s);
+    }
+    for i in 0..n {
+        if k[i].is_nan() {
+            return Err(EngineError::BadData(format!(
+                "Parameter value is NaN for {op}"
+            )));
+        }
+        let want = if k[i] < 1.0 {
+            0
+        } else {
+            k[i].min(usize::MAX as f64) as usize
+        };
+        if want == 0 {
+            continue;
+        }
+        for series in &members {
+            let mut present: Vec<(usize, f64)> = series
+                .iter()
+                .filter_map(|&s| input.get(s, i).map(|v| (s, v)))
+                .collect();
+            if op != "limitk" {
+                let top = op == "topk";
+                // NaN ranks last either way.
+                present.sort_by(|a, b| {
+                    let (x, y) = (a.1, b.1);
+                    match (x.is_nan(), y.is_nan()) {
+                        (true, true) => std::cmp::Ordering::Equal,
+                        (true, false) => std::cmp::Ordering::Greater,
+                        (false, true) => std::cmp::Ordering::Less,
+                        _ if top => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
+                        _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+                    }
+                });
+            }
+            for &(s, v) in present.iter().take(want) {
+                out.set(s, i, v);
+            }
+        }
+    }
+    out.drop_empty();
+    Ok(out)
+}
+
+fn count_values(
+    input: &StepVector,
+    group_of: &[usize],
+    groups: &[Labels],
+    label: &str,
+) -> Result<StepVector, EngineError> {
+    let n = input.n;
+    let mut out = StepVector::new(n);
+    let mut ids: HashMap<Labels, usize> = HashMap::new();
+    for i in 0..n {
+        for (s, &g) in group_of.iter().enumerate() {
+            let Some(v) = input.get(s, i) else { continue };
+            let mut labels = groups[g].clone();
+            labels.remove(label);
+            labels.set_if_absent(label, &format_value(v));
+            let id = *ids
+                .entry(labels.clone())
+                .or_insert_with(|| out.push_empty(labels));
+            let now = out.get(id, i).unwrap_or(0.0);
+            out.set(id, i, now + 1.0);
+        }
+    }
+    Ok(out)
+}
+
+/// A value as Go's `strconv.FormatFloat(v, 'f', -1, 64)` writes it.
+fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        let s = format!("{v}");
+        if s == "-0" { "-0".into() } else { s }
+    }
+}

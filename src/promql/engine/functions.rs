@@ -1,0 +1,432 @@
+//! Function calls: argument evaluation and the dispatch to each family's kernels.
+
+use promql_parser::parser::{Call, Expr};
+
+use super::EngineError;
+use super::eval::{Evaluator, Grid, StepVector, Val, is_stale};
+use super::kernels;
+use crate::model::Labels;
+
+/// Functions whose result keeps the input's metric name.
+const KEEP_NAME: &[&str] = &[
+    "last_over_time",
+    "first_over_time",
+    "label_replace",
+    "label_join",
+    "sort",
+    "sort_desc",
+    "sort_by_label",
+    "sort_by_label_desc",
+];
+
+pub(super) fn call(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Val, EngineError> {
+    let name = call.func.name;
+    let args = &call.args.args;
+    match name {
+        "time" => Ok(Val::Scalar(
+            (0..grid.n).map(|i| grid.t(i) as f64 / 1000.0).collect(),
+        )),
+        "pi" => Ok(Val::Scalar(vec![std::f64::consts::PI; grid.n])),
+        "vector" => {
+            let v = scalar_arg(ev, args, 0, grid)?;
+            let mut out = StepVector::new(grid.n);
+            let id = out.push_empty(Labels::default());
+            for (i, x) in v.into_iter().enumerate() {
+                out.set(id, i, x);
+            }
+            Ok(Val::Vector(out))
+        }
+        "scalar" => {
+            let v = vector_arg(ev, args, 0, grid)?;
+            Ok(Val::Scalar(
+                (0..grid.n)
+                    .map(|i| {
+                        let mut present = (0..v.len()).filter_map(|s| v.get(s, i));
+                        match (present.next(), present.next()) {
+                            (Some(x), None) => x,
+                            _ => f64::NAN,
+                        }
+                    })
+                    .collect(),
+            ))
+        }
+        "timestamp" => timestamp(ev, args, grid),
+        "absent" => absent(ev, args, grid),
+        "absent_over_time" => absent_over_time(ev, args, grid),
+        "label_replace" => {
+            let v = vector_arg(ev, args, 0, grid)?;
+            let s = |i| string_arg(args, i);
+            kernels::label_replace(v, &s(1)?, &s(2)?, &s(3)?, &s(4)?).map(Val::Vector)
+        }
+        "label_join" => {
+            let v = vector_arg(ev, args, 0, grid)?;
+            let dst = string_arg(args, 1)?;
+            let sep = string_arg(args, 2)?;
+            let src = (3..args.len())
+                .map(|i| string_arg(args, i))
+                .collect::<Result<Vec<_>, _>>()?;
+            kernels::label_join(v, &dst, &sep, &src).map(Val::Vector)
+        }
+        "sort" | "sort_desc" => {
+            let v = vector_arg(ev, args, 0, grid)?;
+            Ok(Val::Vector(kernels::sort_by_value(v, name == "sort_desc")))
+        }
+        "sort_by_label" | "sort_by_label_desc" => {
+            let v = vector_arg(ev, args, 0, grid)?;
+            let names = (1..args.len())
+                .map(|i| string_arg(args, i))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Val::Vector(kernels::sort_by_label(
+                v,
+                &names,
+                name == "sort_by_label_desc",
+            )))
+        }
+        "histogram_quantile" => {
+            let q = scalar_arg(ev, args, 0, grid)?;
+            let v = vector_arg(ev, args, 1, grid)?;
+            let (out, warnings, infos) = kernels::histogram_quantile(&q, v)?;
+            ev.warnings.extend(warnings);
+            ev.infos.extend(infos);
+            Ok(Val::Vector(out))
+        }
+        "round" => {
+            let v = vector_arg(ev, args, 0, grid)?;
+            let to = if args.len() > 1 {
+                scalar_arg(ev, args, 1, grid)?
+            } else {
+                vec![1.0; grid.n]
+            };
+            Ok(Val::Vector(map_steps(v, |x, i| {
+                let inv = 1.0 / to[i];
+                (x * inv + 0.5).floor() / inv
+            })?))
+        }
+        "clamp" | "clamp_min" | "clamp_max" => {
+            let v = vector_arg(ev, args, 0, grid)?;
+            let a = scalar_arg(ev, args, 1, grid)?;
+            let b = if name == "clamp" {
+                scalar_arg(ev, args, 2, grid)?
+            } else {
+                Vec::new()
+            };
+            let mut out = map_steps(v, |x, i| match name {
+                "clamp_min" => go_max(a[i], x),
+                "clamp_max" => go_min(a[i], x),
+                _ => go_max(a[i], go_min(b[i], x)),
+            })?;
+            if name == "clamp" {
+                // A maximum below the minimum leaves nothing.
+                for s in 0..out.len() {
+                    for (i, (lo, hi)) in a.iter().zip(&b).enumerate() {
+                        if hi < lo {
+                            out.present[s * out.n + i] = false;
+                        }
+                    }
+                }
+                out.drop_empty();
+            }
+            Ok(Val::Vector(out))
+        }
+        "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
+        | "month" | "year" => {
+            let v = if args.is_empty() {
+                let mut out = StepVector::new(grid.n);
+                let id = out.push_empty(Labels::default());
+                for i in 0..grid.n {
+                    out.set(id, i, grid.t(i) as f64 / 1000.0);
+                }
+                out
+            } else {
+                vector_arg(ev, args, 0, grid)?
+            };
+            Ok(Val::Vector(map_steps(v, |x, _| {
+                kernels::date_part(name, x)
+            })?))
+        }
+        _ if kernels::math_fn(name).is_some() => {
+            let f = kernels::math_fn(name).ok_or_else(|| unsupported(name))?;
+            let v = vector_arg(ev, args, 0, grid)?;
+            Ok(Val::Vector(map_steps(v, |x, _| f(x))?))
+        }
+        _ => range_function(ev, call, grid),
+    }
+}
+
+fn unsupported(name: &str) -> EngineError {
+    EngineError::Unsupported(format!("function {name}"))
+}
+
+/// Functions over a range of samples per step (`rate(x[5m])`, `avg_over_time(...)`).
+fn range_function(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Val, EngineError> {
+    let name = call.func.name;
+    let args = &call.args.args;
+    // The range argument is the first one, except for quantile_over_time (second).
+    let (range_at, params): (usize, Vec<usize>) = match name {
+        "quantile_over_time" => (1, vec![0]),
+        "predict_linear" => (0, vec![1]),
+        "double_exponential_smoothing" | "holt_winters" => (0, vec![1, 2]),
+        _ => (0, vec![]),
+    };
+    let kernel = kernels::range_kernel(name).ok_or_else(|| unsupported(name))?;
+    let params: Vec<Vec<f64>> = params
+        .into_iter()
+        .map(|i| scalar_arg(ev, args, i, grid))
+        .collect::<Result<_, _>>()?;
+    let arg = args
+        .get(range_at)
+        .ok_or_else(|| EngineError::BadData(format!("missing argument to {name}")))?;
+    let input = ev.range_input(arg, grid)?;
+    let mut out = StepVector::new(grid.n);
+    let keep_name = KEEP_NAME.contains(&name);
+    let mut param_now = vec![0.0; params.len()];
+    for s in 0..input.series.len() {
+        let series = &input.series[s];
+        let mut labels = series.labels.clone();
+        if !keep_name {
+            labels.remove("__name__");
+        }
+        let id = out.push_empty(labels);
+        for i in 0..grid.n {
+            let (lo, hi) = input.bounds(s, i);
+            if lo == hi {
+                continue;
+            }
+            for (p, values) in param_now.iter_mut().zip(&params) {
+                *p = values[i];
+            }
+            let window = kernels::Window {
+                ts: &series.ts[lo..hi],
+                vs: &series.vs[lo..hi],
+                end: input.ends[i],
+                range: input.range,
+                params: &param_now,
+            };
+            if let Some(v) = kernel(&window)? {
+                out.set(id, i, v);
+            }
+        }
+    }
+    out.drop_empty();
+    if name == "rate" || name == "increase" {
+        counter_info(ev, call, &input.series);
+    }
+    Ok(Val::Vector(out.merge_equal_labels()?))
+}
+
+/// Prometheus's info when `rate`/`increase` read a metric whose name says it is no counter.
+fn counter_info(ev: &mut Evaluator<'_>, call: &Call, series: &[super::eval::RawSeries]) {
+    let _ = call;
+    for s in series {
+        if let Some(name) = s.labels.get("__name__") {
+            if !["_total", "_sum", "_count", "_bucket"]
+                .iter()
+                .any(|suffix| name.ends_with(suffix))
+            {
+                let info = format!(
+                    "PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"
+                );
+                if !ev.infos.contains(&info) {
+                    ev.infos.push(info);
+                }
+            }
+        }
+    }
+}
+
+/// Applies `f(value, step)` to every present value; the metric name goes.
+fn map_steps(mut v: StepVector, f: impl Fn(f64, usize) -> f64) -> Result<StepVector, EngineError> {
+    let n = v.n;
+    for (i, x) in v.values.iter_mut().enumerate() {
+        *x = f(*x, i % n.max(1));
+    }
+    for l in &mut v.labels {
+        l.remove("__name__");
+    }
+    v.merge_equal_labels()
+}
+
+/// Go's `math.Max`: NaN wins.
+fn go_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+fn go_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+pub(super) fn scalar_arg(
+    ev: &mut Evaluator<'_>,
+    args: &[Box<Expr>],
+    i: usize,
+    grid: Grid,
+) -> Result<Vec<f64>, EngineError> {
+    let arg = args
+        .get(i)
+        .ok_or_else(|| EngineError::BadData("missing scalar argument".into()))?;
+    match ev.eval(arg, grid)? {
+        Val::Scalar(v) => Ok(v),
+        _ => Err(EngineError::BadData("expected a scalar argument".into())),
+    }
+}
+
+pub(super) fn vector_arg(
+    ev: &mut Evaluator<'_>,
+    args: &[Box<Expr>],
+    i: usize,
+    grid: Grid,
+) -> Result<StepVector, EngineError> {
+    let arg = args
+        .get(i)
+        .ok_or_else(|| EngineError::BadData("missing vector argument".into()))?;
+    match ev.eval(arg, grid)? {
+        Val::Vector(v) => Ok(v),
+        _ => Err(EngineError::BadData(
+            "expected an instant vector argument".into(),
+        )),
+    }
+}
+
+fn string_arg(args: &[Box<Expr>], i: usize) -> Result<String, EngineError> {
+    let mut arg = args
+        .get(i)
+        .map(|a| a.as_ref())
+        .ok_or_else(|| EngineError::BadData("missing string argument".into()))?;
+    while let Expr::Paren(p) = arg {
+        arg = &p.expr;
+    }
+    match arg {
+        Expr::StringLiteral(s) => Ok(s.val.clone()),
+        _ => Err(EngineError::BadData("expected a string argument".into())),
+    }
+}
+
+/// `timestamp(v)`: of a selector, the time of each sample it picked; of anything else, the
+/// evaluation time.
+fn timestamp(ev: &mut Evaluator<'_>, args: &[Box<Expr>], grid: Grid) -> Result<Val, EngineError> {
+    let mut arg = args
+        .first()
+        .map(|a| a.as_ref())
+        .ok_or_else(|| EngineError::BadData("missing argument to timestamp".into()))?;
+    while let Expr::Paren(p) = arg {
+        arg = &p.expr;
+    }
+    if let Expr::VectorSelector(vs) = arg {
+        let out = ev.selector_timestamps(vs, grid);
+        return Ok(Val::Vector(out.merge_equal_labels()?));
+    }
+    let v = vector_arg(ev, args, 0, grid)?;
+    Ok(Val::Vector(map_steps(v, |_, i| grid.t(i) as f64 / 1000.0)?))
+}
+
+/// Labels `absent` gives its one series: the selector's equality matchers.
+fn absent_labels(expr: &Expr) -> Labels {
+    let mut e = expr;
+    loop {
+        match e {
+            Expr::Paren(p) => e = &p.expr,
+            Expr::MatrixSelector(ms) => return selector_equalities(&ms.vs),
+            Expr::VectorSelector(vs) => return selector_equalities(vs),
+            _ => return Labels::default(),
+        }
+    }
+}
+
+fn selector_equalities(vs: &promql_parser::parser::VectorSelector) -> Labels {
+    use promql_parser::label::MatchOp;
+    let mut seen: Vec<&str> = Vec::new();
+    let mut pairs = Vec::new();
+    let mut dup: Vec<String> = Vec::new();
+    for m in &vs.matchers.matchers {
+        if m.name == "__name__" {
+            continue;
+        }
+        if matches!(m.op, MatchOp::Equal) {
+            if seen.contains(&m.name.as_str()) {
+                dup.push(m.name.clone());
+            }
+            seen.push(&m.name);
+            pairs.push((m.name.clone(), m.value.clone()));
+        }
+    }
+    // A label matched for equality twice has no single value to report.
+    pairs.retain(|(k, _)| !dup.contains(k));
+    Labels::new(pairs)
+}
+
+fn absent(ev: &mut Evaluator<'_>, args: &[Box<Expr>], grid: Grid) -> Result<Val, EngineError> {
+    let v = vector_arg(ev, args, 0, grid)?;
+    let labels = args.first().map(|a| absent_labels(a)).unwrap_or_default();
+    let mut out = StepVector::new(grid.n);
+    let id = out.push_empty(labels);
+    for i in 0..grid.n {
+        if (0..v.len()).all(|s| v.get(s, i).is_none()) {
+            out.set(id, i, 1.0);
+        }
+    }
+    out.drop_empty();
+    Ok(Val::Vector(out))
+}
+
+fn absent_over_time(
+    ev: &mut Evaluator<'_>,
+    args: &[Box<Expr>],
+    grid: Grid,
+) -> Result<Val, EngineError> {
+    let arg = args
+        .first()
+        .ok_or_else(|| EngineError::BadData("missing argument to absent_over_time".into()))?;
+    let input = ev.range_input(arg, grid)?;
+    let mut out = StepVector::new(grid.n);
+    let id = out.push_empty(absent_labels(arg));
+    for i in 0..grid.n {
+        let any = (0..input.series.len()).any(|s| {
+            let (lo, hi) = input.bounds(s, i);
+            hi > lo
+        });
+        if !any {
+            out.set(id, i, 1.0);
+        }
+    }
+    out.drop_empty();
+    Ok(Val::Vector(out))
+}
+
+impl Evaluator<'_> {
+    /// For `timestamp(selector)`: the time, in seconds, of the sample the selector picks.
+    fn selector_timestamps(
+        &self,
+        vs: &promql_parser::parser::VectorSelector,
+        grid: Grid,
+    ) -> StepVector {
+        let lookback = self.engine.options().lookback_delta_ms;
+        let data = self.data_of(vs);
+        let mut out = StepVector::new(grid.n);
+        for series in data.iter() {
+            let mut labels = series.labels.clone();
+            labels.remove("__name__");
+            let id = out.push_empty(labels);
+            for i in 0..grid.n {
+                let t = self.shifted(&vs.at, &vs.offset, grid, i);
+                let idx = series.ts.partition_point(|&x| x <= t);
+                if idx == 0 {
+                    continue;
+                }
+                let (st, sv) = (series.ts[idx - 1], series.vs[idx - 1]);
+                if st > t - lookback && !is_stale(sv) {
+                    out.set(id, i, st as f64 / 1000.0);
+                }
+            }
+        }
+        out.drop_empty();
+        out
+    }
+}

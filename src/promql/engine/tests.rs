@@ -1,0 +1,134 @@
+//! The engine on hand-made data in a memory store; the PromQL test scripts (tests/) cover
+//! the language at large.
+
+use super::*;
+use crate::storage::MemoryStore;
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    Labels::new(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+/// `name{job}` every 30 s from 0 for 10 minutes, value `f(t_seconds)`.
+fn store() -> MemoryStore {
+    let mut s = MemoryStore::new();
+    for (job, slope) in [("a", 1.0), ("b", 2.0)] {
+        let samples: Vec<(i64, f64)> = (0..=20)
+            .map(|i| (i * 30_000, slope * (i * 30) as f64))
+            .collect();
+        s.append(
+            labels(&[
+                ("__name__", "requests_total"),
+                ("job", job),
+                ("env", "prod"),
+            ]),
+            &samples,
+        );
+    }
+    s.append(
+        labels(&[("__name__", "limit"), ("env", "prod")]),
+        &[(0, 100.0), (300_000, 200.0)],
+    );
+    let stale = f64::from_bits(super::eval::STALE_NAN);
+    s.append(
+        labels(&[("__name__", "gone")]),
+        &[(0, 1.0), (60_000, stale)],
+    );
+    s
+}
+
+fn instant(q: &str, at_s: i64) -> Value {
+    let expr = promql_parser::parser::parse(q).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(Engine::default().query_instant(&store(), &expr, at_s * 1000))
+        .unwrap()
+        .value
+}
+
+fn vector(q: &str, at_s: i64) -> Vec<(String, f64)> {
+    match instant(q, at_s) {
+        Value::Vector(v) => {
+            let mut out: Vec<(String, f64)> = v
+                .into_iter()
+                .map(|s| {
+                    let l: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    (l.join(","), s.value)
+                })
+                .collect();
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out
+        }
+        other => panic!("not a vector: {other:?}"),
+    }
+}
+
+#[test]
+fn selector_takes_the_latest_sample_in_the_lookback_window() {
+    let v = vector("requests_total{job=\"a\"}", 95);
+    assert_eq!(
+        v,
+        vec![("__name__=requests_total,env=prod,job=a".into(), 90.0)]
+    );
+    // Ten minutes after the last sample, beyond the 5 m lookback: nothing.
+    assert!(vector("requests_total", 600 + 301).is_empty());
+}
+
+#[test]
+fn a_staleness_marker_ends_the_series() {
+    assert_eq!(vector("gone", 30).len(), 1);
+    assert!(vector("gone", 90).is_empty());
+}
+
+#[test]
+fn rate_and_sum_by() {
+    let v = vector("sum by (env) (rate(requests_total[5m]))", 600);
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].0, "env=prod");
+    assert!((v[0].1 - 3.0).abs() < 1e-9, "{v:?}");
+}
+
+#[test]
+fn group_left_copies_the_one_side() {
+    let v = vector("requests_total / on (env) group_left limit", 300);
+    assert_eq!(
+        v,
+        vec![
+            ("env=prod,job=a".into(), 300.0 / 200.0),
+            ("env=prod,job=b".into(), 600.0 / 200.0)
+        ]
+    );
+}
+
+#[test]
+fn comparisons_filter_and_bool_gives_zero_or_one() {
+    assert_eq!(vector("requests_total > 400", 300).len(), 1);
+    let v = vector("requests_total > bool 400", 300);
+    assert_eq!(
+        v.iter().map(|(_, x)| *x).collect::<Vec<_>>(),
+        vec![0.0, 1.0]
+    );
+}
+
+#[test]
+fn range_queries_give_a_sorted_matrix() {
+    let expr = promql_parser::parser::parse("requests_total * 2").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let out = rt
+        .block_on(Engine::default().query_range(&store(), &expr, 0, 60_000, 30_000))
+        .unwrap();
+    let Value::Matrix(m) = out.value else {
+        panic!("not a matrix")
+    };
+    assert_eq!(m.len(), 2);
+    assert_eq!(m[0].labels.get("job"), Some("a"));
+    assert_eq!(m[0].points, vec![(0, 0.0), (30_000, 60.0), (60_000, 120.0)]);
+    assert_eq!(m[1].points[2], (60_000, 240.0));
+}
