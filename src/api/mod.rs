@@ -1,6 +1,7 @@
 //! The Prometheus HTTP API as promgate serves it: routing, request bodies, and the one place
 //! where results and errors become HTTP responses.
 
+pub mod engine_json;
 pub mod json;
 mod metadata;
 pub mod params;

@@ -219,13 +219,13 @@ pub async fn run<S: Store>(
         lookback: engine.options().lookback_delta_ms,
     };
     collect_selectors(expr, range.start_ms, range.end_ms, &ctx, None, &mut needs);
-    let data = fetch(store, needs).await?;
+    let (data, warnings) = fetch(store, needs).await?;
     let mut ev = Evaluator {
         engine,
         query_start: range.start_ms,
         query_end: range.end_ms,
         data,
-        warnings: Vec::new(),
+        warnings,
         infos: Vec::new(),
     };
     let val = ev.eval(expr, grid)?;
@@ -413,13 +413,15 @@ fn collect_selectors(
     }
 }
 
-/// Reads every selector at once; a selector used twice is read once, over both spans.
-async fn fetch<S: Store>(
-    store: &S,
-    needs: Vec<Need>,
-) -> Result<HashMap<usize, Arc<Vec<RawSeries>>>, EngineError> {
+/// Series by selector, and the warnings of backends that failed.
+type Fetched = (HashMap<usize, Arc<Vec<RawSeries>>>, Vec<String>);
+
+/// Reads every selector at once. Backends that failed become warnings; a selector no
+/// backend answered fails the query.
+async fn fetch<S: Store>(store: &S, needs: Vec<Need>) -> Result<Fetched, EngineError> {
     let reads = needs.iter().map(|need| async move {
         let mut all = Vec::new();
+        let mut warnings = Vec::new();
         for matchers in SelectRequest::selector_matchers(&need.selector) {
             let request = SelectRequest {
                 matchers,
@@ -440,6 +442,14 @@ async fn fetch<S: Store>(
                 .select(&request)
                 .await
                 .map_err(|e| EngineError::Store(e.to_string()))?;
+            let failed: Vec<String> = set.failures.iter().map(|f| f.warning()).collect();
+            if set.answered == 0 && !failed.is_empty() {
+                return Err(EngineError::Store(format!(
+                    "no backend answered: {}",
+                    failed.join("; ")
+                )));
+            }
+            warnings.extend(failed);
             for series in set.series {
                 let mut samples = series.samples(request.start_ms, request.end_ms, mode);
                 let mut raw = RawSeries {
@@ -456,15 +466,21 @@ async fn fetch<S: Store>(
                 all.push(raw);
             }
         }
-        Ok::<_, EngineError>((need.key, all))
+        Ok::<_, EngineError>((need.key, all, warnings))
     });
     let results = futures::future::join_all(reads).await;
     let mut data = HashMap::new();
+    let mut warnings: Vec<String> = Vec::new();
     for r in results {
-        let (key, series) = r?;
+        let (key, series, failed) = r?;
         data.insert(key, Arc::new(series));
+        for w in failed {
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
     }
-    Ok(data)
+    Ok((data, warnings))
 }
 
 // === evaluation ===
