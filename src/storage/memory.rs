@@ -18,14 +18,23 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// Adds samples (in increasing time) to the series with `labels`, creating it if new.
+    /// Adds samples to the series with `labels`, creating it if new; a sample at a time the
+    /// series already has replaces the earlier one.
     pub fn append(&mut self, labels: Labels, samples: &[(i64, f64)]) {
         if let Some((_, existing)) = self.series.iter_mut().find(|(l, _)| *l == labels) {
             let series = Arc::make_mut(existing);
             if let SeriesData::Samples(s) = &mut series.data {
                 s.extend_from_slice(samples);
+                // Stable: of equal times the later one comes last, and is the one kept.
                 s.sort_by_key(|(t, _)| *t);
-                s.dedup_by_key(|(t, _)| *t);
+                let mut kept: Vec<(i64, f64)> = Vec::with_capacity(s.len());
+                for &sample in s.iter() {
+                    match kept.last_mut() {
+                        Some(last) if last.0 == sample.0 => *last = sample,
+                        _ => kept.push(sample),
+                    }
+                }
+                *s = kept;
             }
             return;
         }

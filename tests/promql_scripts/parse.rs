@@ -58,7 +58,12 @@ pub fn parse_script(text: &str) -> Script {
                 i += 1;
                 continue;
             }
-            "clear" => script.commands.push(Command::Clear),
+            // `clear` has no body: the next line may start a command of its own.
+            "clear" => {
+                script.commands.push(Command::Clear);
+                i += 1;
+                continue;
+            }
             "load" | "load_with_nhcb" => match parse_load(i + 1, line, &body) {
                 Ok(load) => script.commands.push(Command::Load(load)),
                 Err(e) => script.errors.push(e),

@@ -73,6 +73,8 @@ const TIME_DEPENDENT_FUNCTIONS: &[&str] = &[
     "year",
     "predict_linear",
     "time",
+    // Of a computed vector, `timestamp` is the evaluation time.
+    "timestamp",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -258,6 +260,13 @@ fn skip_reason(
         "experimental: type and unit labels"
     } else if histogram_names.iter().any(|n| mentions(&eval.expr, n)) {
         "native histogram"
+    } else if !histogram_names.is_empty()
+        && (eval.expect.info.is_some() || eval.expect.warn.is_some())
+        && has_nameless_selector(&eval.expr)
+    {
+        // `{job="x"}` also selects the histogram series that were not loaded, and the
+        // annotation expected is about them.
+        "native histogram"
     } else if nhcb_names.iter().any(|n| mentions(&eval.expr, n)) {
         "load_with_nhcb"
     } else if HISTOGRAM_FUNCTIONS.iter().any(|f| calls(&eval.expr, f)) {
@@ -266,6 +275,25 @@ fn skip_reason(
         return None;
     };
     Some(reason.to_string())
+}
+
+/// Whether `expr` has a selector without a metric name (`{job="a"}`).
+pub fn has_nameless_selector(expr: &str) -> bool {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut in_string = false;
+    for (i, &c) in chars.iter().enumerate() {
+        if c == '"' && (i == 0 || chars[i - 1] != '\\') {
+            in_string = !in_string;
+        }
+        if c != '{' || in_string {
+            continue;
+        }
+        let before = chars[..i].iter().rev().find(|c| !c.is_whitespace());
+        if before.is_none_or(|&b| !is_ident(b)) {
+            return true;
+        }
+    }
+    false
 }
 
 fn is_ident(c: char) -> bool {

@@ -9,7 +9,7 @@ use super::parse::{
     STALE_NAN_BITS, expand_values, parse_duration_ms, parse_number, parse_script,
     parse_series_labels, unquote,
 };
-use super::run::{calls, check_annotations, mentions, pin_at, text_matches};
+use super::run::{calls, check_annotations, has_nameless_selector, mentions, pin_at, text_matches};
 use super::{Command, EvalKind, Expectations, Expected, ExpectedSeries, LabelPairs, TextMatch};
 
 fn lp(pairs: &[(&str, &str)]) -> LabelPairs {
@@ -260,6 +260,10 @@ fn loads_blocks_and_comments() {
     assert_eq!(load.series[0].samples, [(0, 1.0), (600_000, 3.0)]);
     assert!(load.series[1].histogram && load.series[1].samples.is_empty());
     assert!(matches!(script.commands.last(), Some(Command::Clear)));
+    // `clear` right above a load (no blank line between) leaves the load in force.
+    let script = parse_script("clear\nload 1m\n  a 1\n");
+    assert!(matches!(script.commands.first(), Some(Command::Clear)));
+    assert!(matches!(script.commands.get(1), Some(Command::Load(_))));
 }
 
 #[test]
@@ -507,6 +511,10 @@ fn annotations_and_messages() {
 
 #[test]
 fn word_matching_for_skips() {
+    assert!(has_nameless_selector(r#"max({job="a"})"#));
+    assert!(has_nameless_selector(r#"{job="a"} == 80"#));
+    assert!(!has_nameless_selector(r#"max(x{job="{a}"})"#));
+    assert!(!has_nameless_selector(r#"sum by (a) (rate(x{b="c"}[5m]))"#));
     assert!(mentions("rate(foo[5m])", "foo"));
     assert!(!mentions("rate(foo_bar[5m])", "foo"));
     assert!(!mentions("rate(x:foo[5m])", "foo"));

@@ -51,6 +51,11 @@ pub(super) fn aggregate(
         group_of.push(g);
     }
     let n = grid.n;
+    if let (Param::Scalar(q), "quantile") = (&param, op.as_str()) {
+        if input.len() > 0 {
+            super::functions::quantile_warning(ev, q);
+        }
+    }
     let out = match op.as_str() {
         "topk" | "bottomk" | "limitk" => {
             let Param::Scalar(k) = &param else {
@@ -166,16 +171,12 @@ fn fold(op: &str, values: &mut [f64], q: f64) -> Result<f64, EngineError> {
         }
         "count" => values.len() as f64,
         "group" => 1.0,
-        "min" => {
-            values[1..]
-                .iter()
-                .fold(values[0], |m, &x| if x < m || m.is_nan() { x } else { m })
-        }
-        "max" => {
-            values[1..]
-                .iter()
-                .fold(values[0], |m, &x| if x > m || m.is_nan() { x } else { m })
-        }
+        "min" => values[1..]
+            .iter()
+            .fold(values[0], |m, &x| if x < m || m.is_nan() { x } else { m }),
+        "max" => values[1..]
+            .iter()
+            .fold(values[0], |m, &x| if x > m || m.is_nan() { x } else { m }),
         "stddev" | "stdvar" => {
             let (mut count, mut mean, mut cm, mut aux, mut ca) = (0.0, 0.0, 0.0, 0.0, 0.0);
             for &v in values.iter() {
@@ -202,14 +203,12 @@ fn select_k(
     op: &str,
 ) -> Result<StepVector, EngineError> {
     let n = input.n;
-    let mut out = StepVector::new(n);
-    for l in &input.labels {
-        out.push_empty(l.clone());
-    }
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); groups];
     for (s, &g) in group_of.iter().enumerate() {
         members[g].push(s);
     }
+    // Per step, the chosen series in rank order, group after group.
+    let mut chosen: Vec<Vec<(usize, f64)>> = Vec::with_capacity(n);
     for i in 0..n {
         if k[i].is_nan() {
             return Err(EngineError::BadData(format!(
@@ -221,10 +220,11 @@ fn select_k(
         } else {
             k[i].min(usize::MAX as f64) as usize
         };
-        if want == 0 {
-            continue;
-        }
+        let mut step = Vec::new();
         for series in &members {
+            if want == 0 {
+                break;
+            }
             let mut present: Vec<(usize, f64)> = series
                 .iter()
                 .filter_map(|&s| input.get(s, i).map(|v| (s, v)))
@@ -243,9 +243,20 @@ fn select_k(
                     }
                 });
             }
-            for &(s, v) in present.iter().take(want) {
-                out.set(s, i, v);
-            }
+            present.truncate(want);
+            step.extend(present);
+        }
+        chosen.push(step);
+    }
+    // An instant query answers in rank order; a range query's order is by labels anyway.
+    let mut out = StepVector::new(n);
+    let mut ids: HashMap<usize, usize> = HashMap::new();
+    for (i, step) in chosen.iter().enumerate() {
+        for &(s, v) in step {
+            let id = *ids
+                .entry(s)
+                .or_insert_with(|| out.push_empty(input.labels[s].clone()));
+            out.set(id, i, v);
         }
     }
     out.drop_empty();

@@ -85,6 +85,9 @@ pub(super) fn call(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Va
         "histogram_quantile" => {
             let q = scalar_arg(ev, args, 0, grid)?;
             let v = vector_arg(ev, args, 1, grid)?;
+            if v.len() > 0 {
+                quantile_warning(ev, &q);
+            }
             let (out, warnings, infos) = kernels::histogram_quantile(&q, v)?;
             ev.warnings.extend(warnings);
             ev.infos.extend(infos);
@@ -177,6 +180,9 @@ fn range_function(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Val
         .get(range_at)
         .ok_or_else(|| EngineError::BadData(format!("missing argument to {name}")))?;
     let input = ev.range_input(arg, grid)?;
+    if name == "quantile_over_time" && !input.series.is_empty() {
+        quantile_warning(ev, &params[0]);
+    }
     let mut out = StepVector::new(grid.n);
     let keep_name = KEEP_NAME.contains(&name);
     let mut param_now = vec![0.0; params.len()];
@@ -200,6 +206,7 @@ fn range_function(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Val
                 vs: &series.vs[lo..hi],
                 end: input.ends[i],
                 range: input.range,
+                step_t: grid.t(i),
                 params: &param_now,
             };
             if let Some(v) = kernel(&window)? {
@@ -212,6 +219,34 @@ fn range_function(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Val
         counter_info(ev, call, &input.series);
     }
     Ok(Val::Vector(out.merge_equal_labels()?))
+}
+
+/// Prometheus's warning for a quantile outside [0, 1] (the answer is then ±Inf or NaN).
+pub(super) fn quantile_warning(ev: &mut Evaluator<'_>, q: &[f64]) {
+    if let Some(bad) = q.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+        let w = format!(
+            "PromQL warning: quantile value should be between 0 and 1, got {}",
+            go_float(*bad)
+        );
+        if !ev.warnings.contains(&w) {
+            ev.warnings.push(w);
+        }
+    }
+}
+
+/// A float as Go's `%v` prints it in messages.
+fn go_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        format!("{v}")
+    }
 }
 
 /// Prometheus's info when `rate`/`increase` read a metric whose name says it is no counter.
@@ -342,23 +377,15 @@ fn absent_labels(expr: &Expr) -> Labels {
 
 fn selector_equalities(vs: &promql_parser::parser::VectorSelector) -> Labels {
     use promql_parser::label::MatchOp;
-    let mut seen: Vec<&str> = Vec::new();
+    let matchers = &vs.matchers.matchers;
     let mut pairs = Vec::new();
-    let mut dup: Vec<String> = Vec::new();
-    for m in &vs.matchers.matchers {
-        if m.name == "__name__" {
-            continue;
-        }
-        if matches!(m.op, MatchOp::Equal) {
-            if seen.contains(&m.name.as_str()) {
-                dup.push(m.name.clone());
-            }
-            seen.push(&m.name);
+    for m in matchers {
+        // A label matched more than once has no single value to report.
+        let once = matchers.iter().filter(|o| o.name == m.name).count() == 1;
+        if m.name != "__name__" && once && matches!(m.op, MatchOp::Equal) {
             pairs.push((m.name.clone(), m.value.clone()));
         }
     }
-    // A label matched for equality twice has no single value to report.
-    pairs.retain(|(k, _)| !dup.contains(k));
     Labels::new(pairs)
 }
 

@@ -14,6 +14,8 @@ pub(super) struct Window<'a> {
     pub vs: &'a [f64],
     pub end: i64,
     pub range: i64,
+    /// The step's evaluation time (before `@` and `offset`).
+    pub step_t: i64,
     /// The function's scalar parameters at this step.
     pub params: &'a [f64],
 }
@@ -30,7 +32,7 @@ pub(super) fn range_kernel(name: &str) -> Option<RangeKernel> {
         "deriv" => |w| Ok((w.vs.len() >= 2).then(|| linear_regression(w.ts, w.vs, w.ts[0]).0)),
         "predict_linear" => |w| {
             Ok((w.vs.len() >= 2).then(|| {
-                let (slope, intercept) = linear_regression(w.ts, w.vs, w.end);
+                let (slope, intercept) = linear_regression(w.ts, w.vs, w.step_t);
                 intercept + slope * w.params[0]
             }))
         },
@@ -638,6 +640,7 @@ mod tests {
             vs,
             end,
             range,
+            step_t: end,
             params: &[],
         }
     }
