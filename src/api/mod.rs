@@ -2,6 +2,7 @@
 //! where results and errors become HTTP responses.
 
 pub mod engine_json;
+mod evaluate;
 pub mod json;
 mod metadata;
 pub mod params;

@@ -78,6 +78,29 @@ pub async fn range(app: &App, params: &Params) -> Result<Reply, ApiError> {
     run(app, params, Range::Range { start, end, step }).await
 }
 
+/// Whether a backend without a query API (InfluxDB) may hold series of `expr`.
+fn raw_store_relevant(
+    topology: &crate::backend::Topology,
+    expr: &promql_parser::parser::Expr,
+) -> bool {
+    topology.backends.iter().any(|b| {
+        if b.config.kind.has_query_api() {
+            return false;
+        }
+        let labels = b.external_labels().unwrap_or_default();
+        !plan_groups(expr, &[&*labels]).queries.is_empty()
+    })
+}
+
+impl From<Range> for super::evaluate::Steps {
+    fn from(r: Range) -> Self {
+        match r {
+            Range::Instant { time } => super::evaluate::Steps::Instant(time),
+            Range::Range { start, end, step } => super::evaluate::Steps::Range { start, end, step },
+        }
+    }
+}
+
 /// Deadline and partial-response policy of one request.
 pub(super) struct Budget {
     pub deadline: Instant,
@@ -141,6 +164,19 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
     let hedge_after = topology.config.query.hedge_after.0;
     let labels: Vec<_> = groups.iter().map(|g| &g.labels).collect();
     let plan = plan_groups(&expr, &labels);
+
+    // Across replica groups where concatenation is not exact, or where a store without a
+    // query API holds data for the query, promgate evaluates the query itself.
+    let across =
+        plan.queries.len() > 1 && matches!(plan.exactness, Exactness::NotMergedAcrossGroups);
+    if across || raw_store_relevant(&topology, &expr) {
+        // What the engine cannot evaluate yet goes the per-group way below.
+        if let Some(answer) =
+            super::evaluate::evaluate(app, params, &expr, range.into(), &budget).await
+        {
+            return answer;
+        }
+    }
 
     let calls = plan.queries.iter().map(|gq| {
         let group = &groups[gq.group];

@@ -219,7 +219,7 @@ pub async fn run<S: Store>(
         lookback: engine.options().lookback_delta_ms,
     };
     collect_selectors(expr, range.start_ms, range.end_ms, &ctx, None, &mut needs);
-    let (data, warnings) = fetch(store, needs).await?;
+    let (data, warnings) = fetch(store, needs, engine.deadline()).await?;
     let mut ev = Evaluator {
         engine,
         query_start: range.start_ms,
@@ -418,7 +418,11 @@ type Fetched = (HashMap<usize, Arc<Vec<RawSeries>>>, Vec<String>);
 
 /// Reads every selector at once. Backends that failed become warnings; a selector no
 /// backend answered fails the query.
-async fn fetch<S: Store>(store: &S, needs: Vec<Need>) -> Result<Fetched, EngineError> {
+async fn fetch<S: Store>(
+    store: &S,
+    needs: Vec<Need>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Fetched, EngineError> {
     let reads = needs.iter().map(|need| async move {
         let mut all = Vec::new();
         let mut warnings = Vec::new();
@@ -431,7 +435,7 @@ async fn fetch<S: Store>(store: &S, needs: Vec<Need>) -> Result<Fetched, EngineE
                     func: f.to_string(),
                     ..SelectHints::default()
                 }),
-                deadline: None,
+                deadline,
             };
             let mode = if need.func.is_some() {
                 DedupMode::Counter

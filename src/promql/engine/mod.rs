@@ -100,11 +100,25 @@ pub enum EngineError {
 #[derive(Debug, Clone, Default)]
 pub struct Engine {
     options: EngineOptions,
+    deadline: Option<tokio::time::Instant>,
 }
 
 impl Engine {
     pub fn new(options: EngineOptions) -> Self {
-        Engine { options }
+        Engine {
+            options,
+            deadline: None,
+        }
+    }
+
+    /// Reads for the query give up at `deadline`.
+    pub fn with_deadline(mut self, deadline: tokio::time::Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    pub(crate) fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.deadline
     }
 
     pub fn options(&self) -> &EngineOptions {
