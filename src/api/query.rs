@@ -165,11 +165,20 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
     let labels: Vec<_> = groups.iter().map(|g| &g.labels).collect();
     let plan = plan_groups(&expr, &labels);
 
-    // Across replica groups where concatenation is not exact, or where a store without a
-    // query API holds data for the query, promgate evaluates the query itself.
+    // Across replica groups where concatenation is not exact, where a store without a
+    // query API holds data for the query, or over backends that evaluate PromQL otherwise,
+    // promgate evaluates the query itself.
     let across =
         plan.queries.len() > 1 && matches!(plan.exactness, Exactness::NotMergedAcrossGroups);
-    if across || raw_store_relevant(&topology, &expr) {
+    // Prometheus 2.x closes range windows on the left: its answers differ from 3.x's at
+    // sample-aligned boundaries, so its data is evaluated here.
+    let older = plan.queries.iter().any(|q| {
+        groups[q.group]
+            .members
+            .iter()
+            .any(|b| !b.evaluates_like_promgate())
+    });
+    if across || older || raw_store_relevant(&topology, &expr) {
         // What the engine cannot evaluate yet goes the per-group way below.
         if let Some(answer) =
             super::evaluate::evaluate(app, params, &expr, range.into(), &budget).await

@@ -81,6 +81,7 @@ pub fn backends(app: &App) -> Reply {
                 "name": b.name(),
                 "kind": b.config.kind.to_string(),
                 "url": b.config.url,
+                "version": b.version().as_deref(),
                 "externalLabels": labels.as_deref(),
                 "group": group,
                 "up": b.is_healthy(),

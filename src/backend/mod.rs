@@ -53,6 +53,8 @@ pub struct Backend {
     service: BackendService,
     reader: ReadService,
     labels: ArcSwapOption<ExternalLabels>,
+    /// The version from /api/v1/status/buildinfo, once read.
+    version: ArcSwapOption<String>,
     last_failed_discovery: Mutex<Option<(Instant, String)>>,
     healthy: AtomicBool,
     status: Mutex<BackendStatus>,
@@ -92,6 +94,7 @@ impl Backend {
             service,
             reader,
             labels,
+            version: ArcSwapOption::empty(),
             last_failed_discovery: Mutex::new(None),
             healthy: AtomicBool::new(true),
             status: Mutex::new(BackendStatus::default()),
@@ -132,6 +135,43 @@ impl Backend {
     /// Whether the last request to this backend succeeded.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// The version the backend reports (`3.5.0`), once read.
+    pub fn version(&self) -> Option<Arc<String>> {
+        self.version.load_full()
+    }
+
+    /// Whether the backend evaluates PromQL as promgate's engine does (Prometheus 3.x:
+    /// range windows open on the left). Unknown versions are taken to.
+    pub fn evaluates_like_promgate(&self) -> bool {
+        match self.version.load().as_deref() {
+            Some(v) => v
+                .trim_start_matches('v')
+                .split('.')
+                .next()
+                .and_then(|major| major.parse::<u32>().ok())
+                .is_none_or(|major| major >= 3),
+            None => true,
+        }
+    }
+
+    /// Reads the version from /api/v1/status/buildinfo.
+    async fn discover_version(&self, deadline: Option<Instant>) {
+        #[derive(Deserialize)]
+        struct Build {
+            version: String,
+        }
+        let mut req = ApiRequest::get("/api/v1/status/buildinfo", Vec::new());
+        req.deadline = deadline;
+        let version = self.call(req).await.ok().and_then(|resp| {
+            serde_json::from_slice::<Envelope<Build>>(&resp.body)
+                .ok()
+                .and_then(|e| e.data)
+        });
+        if let Some(build) = version {
+            self.version.store(Some(Arc::new(build.version)));
+        }
     }
 
     /// The external labels, when known (configured, or discovered).
@@ -218,11 +258,14 @@ impl Backend {
         &self,
         deadline: Option<Instant>,
     ) -> Result<Arc<ExternalLabels>, BackendError> {
+        if !self.config.kind.has_query_api() {
+            return Ok(Arc::new(self.config.labels.clone().unwrap_or_default()));
+        }
+        if self.version.load().is_none() {
+            self.discover_version(deadline).await;
+        }
         if let Some(configured) = &self.config.labels {
             return Ok(Arc::new(configured.clone()));
-        }
-        if !self.config.kind.has_query_api() {
-            return Ok(Arc::new(ExternalLabels::new()));
         }
         let mut req = ApiRequest::get("/api/v1/status/config", Vec::new());
         req.deadline = deadline;

@@ -181,15 +181,18 @@ impl TopologyHandle {
         next
     }
 
-    /// Asks every backend without known labels for them, concurrently; with `refresh`,
-    /// every backend whose labels are not configured (labels may change when a Prometheus
-    /// reloads its own configuration).
+    /// Asks every Prometheus whose labels or version are unknown for them, concurrently;
+    /// with `refresh`, every Prometheus (labels change when a Prometheus reloads its own
+    /// configuration).
     pub async fn discover_all(&self, deadline: Option<Instant>, refresh: bool) {
         let topology = self.load();
         let lookups = topology
             .backends
             .iter()
-            .filter(|b| b.config.labels.is_none() && (refresh || b.external_labels().is_none()))
+            .filter(|b| {
+                let unknown = b.external_labels().is_none() || b.version().is_none();
+                b.config.kind.has_query_api() && (refresh || unknown)
+            })
             .map(|b| b.discover_labels(deadline));
         for result in futures::future::join_all(lookups).await {
             if let Err(e) = result {
