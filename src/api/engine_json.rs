@@ -3,7 +3,7 @@
 //! and from 1e21 on, as Prometheus writes them.
 
 use super::json::{write_array, write_labels, write_str};
-use crate::promql::engine::Value;
+use crate::promql::engine::{QueryStats, Value};
 use crate::time::write_timestamp;
 
 /// Appends `v` as Prometheus writes a sample value (without quotes).
@@ -76,6 +76,17 @@ pub fn write_engine_value(out: &mut Vec<u8>, value: &Value, at_ms: i64) {
     out.push(b'}');
 }
 
+/// `,"stats":{...}` as Prometheus writes it inside `data` for `stats=all`.
+pub fn write_stats(out: &mut Vec<u8>, stats: &QueryStats) {
+    use std::io::Write;
+    let total = stats.prepare_seconds + stats.eval_seconds;
+    let _ = write!(
+        out,
+        ",\"stats\":{{\"timings\":{{\"evalTotalTime\":{total},\"resultSortTime\":0,\"queryPreparationTime\":{},\"innerEvalTime\":{},\"execQueueTime\":0,\"execTotalTime\":{total}}},\"samples\":{{\"totalQueryableSamples\":{},\"peakSamples\":{}}}}}",
+        stats.prepare_seconds, stats.eval_seconds, stats.total_samples, stats.peak_samples
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +120,28 @@ mod tests {
         ] {
             assert_eq!(value(v), s, "{v:e}");
         }
+    }
+
+    #[test]
+    fn stats_are_valid_json_inside_data() {
+        let mut out = Vec::new();
+        write_engine_value(&mut out, &Value::Scalar(1.0), 0);
+        out.pop();
+        write_stats(
+            &mut out,
+            &QueryStats {
+                total_samples: 7,
+                peak_samples: 8,
+                prepare_seconds: 0.5,
+                eval_seconds: 0.25,
+            },
+        );
+        out.push(b'}');
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["stats"]["samples"]["totalQueryableSamples"], 7);
+        assert_eq!(v["stats"]["samples"]["peakSamples"], 8);
+        assert_eq!(v["stats"]["timings"]["evalTotalTime"], 0.75);
+        assert_eq!(v["result"][1], "1");
     }
 
     #[test]

@@ -58,11 +58,20 @@ pub async fn evaluate(
         Steps::Instant(t) => t,
         Steps::Range { start, .. } => start,
     };
+    let stats = params.non_empty("stats").is_some();
     Some(match result {
         Ok(out) => Ok(Reply::Json(super::json::success(
             &out.warnings,
             &out.infos,
-            |buf| super::engine_json::write_engine_value(buf, &out.value, at),
+            |buf| {
+                super::engine_json::write_engine_value(buf, &out.value, at);
+                if stats {
+                    // `data` is still open: the stats go inside it, after the result.
+                    buf.pop();
+                    super::engine_json::write_stats(buf, &out.stats);
+                    buf.push(b'}');
+                }
+            },
         ))),
         Err(EngineError::Unsupported(_)) => return None,
         Err(e) => Err(api_error(e)),

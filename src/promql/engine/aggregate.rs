@@ -210,10 +210,15 @@ fn select_k(
     // Per step, the chosen series in rank order, group after group.
     let mut chosen: Vec<Vec<(usize, f64)>> = Vec::with_capacity(n);
     for i in 0..n {
+        let any = (0..input.len()).any(|s| input.get(s, i).is_some());
+        if !any {
+            chosen.push(Vec::new());
+            continue;
+        }
         if k[i].is_nan() {
-            return Err(EngineError::BadData(format!(
-                "Parameter value is NaN for {op}"
-            )));
+            return Err(EngineError::Execution(
+                "Scalar value NaN overflows int64".into(),
+            ));
         }
         let want = if k[i] < 1.0 {
             0
@@ -225,26 +230,18 @@ fn select_k(
             if want == 0 {
                 break;
             }
-            let mut present: Vec<(usize, f64)> = series
+            let present = series
                 .iter()
-                .filter_map(|&s| input.get(s, i).map(|v| (s, v)))
-                .collect();
-            if op != "limitk" {
-                let top = op == "topk";
-                // NaN ranks last either way.
-                present.sort_by(|a, b| {
-                    let (x, y) = (a.1, b.1);
-                    match (x.is_nan(), y.is_nan()) {
-                        (true, true) => std::cmp::Ordering::Equal,
-                        (true, false) => std::cmp::Ordering::Greater,
-                        (false, true) => std::cmp::Ordering::Less,
-                        _ if top => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
-                        _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
-                    }
-                });
+                .filter_map(|&s| input.get(s, i).map(|v| (s, v)));
+            if op == "limitk" {
+                step.extend(present.take(want));
+                continue;
             }
-            present.truncate(want);
-            step.extend(present);
+            let mut kept = RankHeap::new(op == "topk", want);
+            for candidate in present {
+                kept.offer(candidate);
+            }
+            step.extend(kept.into_ranked());
         }
         chosen.push(step);
     }
@@ -261,6 +258,103 @@ fn select_k(
     }
     out.drop_empty();
     Ok(out)
+}
+
+/// The k series `topk`/`bottomk` keep, chosen as Prometheus chooses them: a binary heap of
+/// up to k entries with the weakest on top, which a newcomer replaces only when strictly
+/// better. Ties therefore resolve the way Prometheus's do (the order series arrive in and
+/// the heap's layout decide), not by a sort.
+struct RankHeap {
+    top: bool,
+    k: usize,
+    heap: Vec<(usize, f64)>,
+}
+
+impl RankHeap {
+    fn new(top: bool, k: usize) -> Self {
+        RankHeap {
+            top,
+            k,
+            heap: Vec::new(),
+        }
+    }
+
+    /// Whether entry `i` is weaker than `j` (belongs nearer the top). NaN is weakest.
+    fn less(&self, i: usize, j: usize) -> bool {
+        let (a, b) = (self.heap[i].1, self.heap[j].1);
+        if a.is_nan() {
+            return true;
+        }
+        if self.top { a < b } else { a > b }
+    }
+
+    fn offer(&mut self, entry: (usize, f64)) {
+        if self.heap.len() < self.k {
+            self.heap.push(entry);
+            self.up(self.heap.len() - 1);
+            return;
+        }
+        let weakest = self.heap[0].1;
+        let better = if self.top {
+            weakest < entry.1
+        } else {
+            weakest > entry.1
+        };
+        if better || (weakest.is_nan() && !entry.1.is_nan()) {
+            self.heap[0] = entry;
+            if self.k > 1 && !self.down(0) {
+                self.up(0);
+            }
+        }
+    }
+
+    fn up(&mut self, mut j: usize) {
+        while j > 0 {
+            let i = (j - 1) / 2;
+            if !self.less(j, i) {
+                break;
+            }
+            self.heap.swap(i, j);
+            j = i;
+        }
+    }
+
+    fn down(&mut self, i0: usize) -> bool {
+        let n = self.heap.len();
+        let mut i = i0;
+        loop {
+            let j1 = 2 * i + 1;
+            if j1 >= n {
+                break;
+            }
+            let mut j = j1;
+            if j1 + 1 < n && self.less(j1 + 1, j1) {
+                j = j1 + 1;
+            }
+            if !self.less(j, i) {
+                break;
+            }
+            self.heap.swap(i, j);
+            i = j;
+        }
+        i > i0
+    }
+
+    /// Best first (NaN last).
+    fn into_ranked(mut self) -> Vec<(usize, f64)> {
+        let top = self.top;
+        self.heap.sort_by(|a, b| {
+            let (x, y) = (a.1, b.1);
+            match (x.is_nan(), y.is_nan()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                _ if top => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
+                _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+            }
+        });
+        self.heap
+    }
 }
 
 fn count_values(

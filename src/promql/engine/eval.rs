@@ -13,7 +13,7 @@ use promql_parser::parser::{
     AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
 };
 
-use super::{Engine, EngineError, InstantSample, QueryOutput, RangeSeries, Value};
+use super::{Engine, EngineError, InstantSample, QueryOutput, QueryStats, RangeSeries, Value};
 use crate::model::Labels;
 use crate::storage::dedup::DedupMode;
 use crate::storage::{SelectHints, SelectRequest, Store};
@@ -219,7 +219,18 @@ pub async fn run<S: Store>(
         lookback: engine.options().lookback_delta_ms,
     };
     collect_selectors(expr, range.start_ms, range.end_ms, &ctx, None, &mut needs);
+    let started = std::time::Instant::now();
     let (data, warnings) = fetch(store, needs, engine.deadline()).await?;
+    let total_samples: usize = data
+        .values()
+        .flat_map(|s| s.iter())
+        .map(|s| s.ts.len())
+        .sum();
+    let max_samples = engine.options().max_samples;
+    if total_samples > max_samples {
+        return Err(too_many_samples());
+    }
+    let prepared = std::time::Instant::now();
     let mut ev = Evaluator {
         engine,
         query_start: range.start_ms,
@@ -230,11 +241,33 @@ pub async fn run<S: Store>(
     };
     let val = ev.eval(expr, grid)?;
     let value = finish(val, grid, range.instant)?;
+    let points = match &value {
+        Value::Scalar(_) | Value::String(_) => 1,
+        Value::Vector(v) => v.len(),
+        Value::Matrix(m) => m.iter().map(|s| s.points.len()).sum(),
+    };
+    let peak_samples = total_samples + points;
+    if peak_samples > max_samples {
+        return Err(too_many_samples());
+    }
     Ok(QueryOutput {
         value,
         warnings: ev.warnings,
         infos: ev.infos,
+        stats: QueryStats {
+            total_samples,
+            peak_samples,
+            prepare_seconds: (prepared - started).as_secs_f64(),
+            eval_seconds: prepared.elapsed().as_secs_f64(),
+        },
     })
+}
+
+/// Prometheus's error when a query passes `--query.max-samples`.
+fn too_many_samples() -> EngineError {
+    EngineError::Execution(
+        "query processing would load too many samples into memory in query execution".into(),
+    )
 }
 
 /// The answer for the client: a vector or scalar at the instant, or a matrix over the grid.

@@ -2,8 +2,6 @@
 //! over one window of samples, math and date functions over one value, and the label and
 //! sorting functions over a whole step vector.
 
-use chrono::{Datelike, TimeZone, Timelike};
-
 use super::EngineError;
 use super::eval::StepVector;
 use crate::model::Labels;
@@ -326,32 +324,82 @@ pub(super) fn math_fn(name: &str) -> Option<fn(f64) -> f64> {
     })
 }
 
-/// `hour(v)` and friends: a part of the UTC date of `x` unix seconds.
+/// `hour(v)` and friends: a part of the UTC date of `x` unix seconds, the seconds taken as
+/// Go converts a float to an integer: truncated toward zero, and NaN, ±Inf or anything out
+/// of range becoming the smallest int64.
 pub(super) fn date_part(name: &str, x: f64) -> f64 {
-    if !x.is_finite() {
-        return f64::NAN;
-    }
-    let Some(dt) = chrono::Utc.timestamp_opt(x.floor() as i64, 0).single() else {
-        return f64::NAN;
+    let secs = if x.is_finite() && x.abs() < 9.2e18 {
+        x.trunc() as i64
+    } else {
+        i64::MIN
     };
-    (match name {
-        "day_of_month" => dt.day(),
-        "day_of_week" => dt.weekday().num_days_from_sunday(),
-        "day_of_year" => dt.ordinal(),
-        "days_in_month" => {
-            let (y, m) = (dt.year(), dt.month());
-            let next = if m == 12 {
-                chrono::NaiveDate::from_ymd_opt(y + 1, 1, 1)
-            } else {
-                chrono::NaiveDate::from_ymd_opt(y, m + 1, 1)
-            };
-            next.and_then(|d| d.pred_opt()).map_or(0, |d| d.day())
+    let part = if secs == i64::MIN {
+        // Go's date of that instant (its internal epoch shift wraps around there).
+        match name {
+            "day_of_month" => 4,
+            "day_of_week" => 0,
+            "day_of_year" => 339,
+            "days_in_month" => 31,
+            "hour" => 15,
+            "minute" => 30,
+            "month" => 12,
+            _ => 292_277_026_596,
         }
-        "hour" => dt.hour(),
-        "minute" => dt.minute(),
-        "month" => dt.month(),
-        _ => return dt.year() as f64,
-    }) as f64
+    } else {
+        let days = secs.div_euclid(86_400);
+        let in_day = secs.rem_euclid(86_400);
+        let (year, month, day) = civil_from_days(days);
+        match name {
+            "day_of_month" => day,
+            // 1970-01-01 was a Thursday (4).
+            "day_of_week" => (days + 4).rem_euclid(7),
+            "day_of_year" => days - days_from_civil(year, 1, 1) + 1,
+            "days_in_month" => days_in_month(year, month),
+            "hour" => in_day / 3600,
+            "minute" => in_day % 3600 / 60,
+            "month" => month,
+            _ => year,
+        }
+    };
+    part as f64
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if is_leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Year, month (1-12) and day (1-31) of a day count since 1970-01-01, proleptic Gregorian
+/// (the well-known era-based conversion; valid for any i64 day count Go can produce).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 fn is_label_name(name: &str) -> bool {
@@ -682,6 +730,26 @@ mod tests {
         assert_eq!(bucket_quantile(0.99, &mut high).0, 1.0);
         let mut no_inf = vec![(1.0, 10.0)];
         assert!(bucket_quantile(0.5, &mut no_inf).0.is_nan());
+    }
+
+    #[test]
+    fn dates_truncate_toward_zero_as_go_converts() {
+        // 2024-02-29 13:45:10 UTC.
+        let t = 1_709_214_310.9;
+        assert_eq!(date_part("year", t), 2024.0);
+        assert_eq!(date_part("month", t), 2.0);
+        assert_eq!(date_part("day_of_month", t), 29.0);
+        assert_eq!(date_part("days_in_month", t), 29.0);
+        assert_eq!(date_part("day_of_year", t), 60.0);
+        assert_eq!(date_part("day_of_week", t), 4.0);
+        assert_eq!(date_part("hour", t), 13.0);
+        assert_eq!(date_part("minute", t), 45.0);
+        // -0.5 s truncates to 0: still 1970-01-01 00:00.
+        assert_eq!(date_part("minute", -0.5), 0.0);
+        assert_eq!(date_part("minute", -1.0), 59.0);
+        assert_eq!(date_part("year", -1.0), 1969.0);
+        assert_eq!(date_part("year", f64::NAN), 292_277_026_596.0);
+        assert_eq!(date_part("hour", f64::INFINITY), 15.0);
     }
 
     #[test]

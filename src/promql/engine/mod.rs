@@ -74,6 +74,20 @@ pub struct QueryOutput {
     pub value: Value,
     pub warnings: Vec<String>,
     pub infos: Vec<String>,
+    pub stats: QueryStats,
+}
+
+/// What a query cost, as Prometheus reports it with `stats=all`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryStats {
+    /// Raw samples read from the store.
+    pub total_samples: usize,
+    /// Most samples held at once: raw samples plus the points of the answer.
+    pub peak_samples: usize,
+    /// Seconds spent reading series.
+    pub prepare_seconds: f64,
+    /// Seconds spent evaluating.
+    pub eval_seconds: f64,
 }
 
 /// Why a query has no answer, with the errorType Prometheus gives it.
