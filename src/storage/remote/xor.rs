@@ -120,12 +120,16 @@ impl<'a> BitReader<'a> {
         self.avail -= n;
     }
 
-    /// `n` (1..=56) bits as the low bits of the result after a refill, or None when fewer remain.
+    /// `n` (1..=56) bits as the low bits of the result, or None when fewer remain. Refills
+    /// only when short: a counter's few significant bits usually come from the buffer the
+    /// timestamp's refill filled.
     #[inline(always)]
     fn read(&mut self, n: u32) -> Option<u64> {
-        self.refill();
         if self.avail < n {
-            return None;
+            self.refill();
+            if self.avail < n {
+                return None;
+            }
         }
         let v = self.buf >> (64 - n);
         self.consume(n);
@@ -267,10 +271,14 @@ impl Decoder<'_> {
         })
     }
 
-    /// A value. No refill first: whatever read the timestamp left at least 24 bits, or
-    /// everything that remains, and a value's prefix is at most 13.
+    /// A value. Its prefix is at most 13 bits, which the refill before a regular sample's
+    /// timestamp always leaves; only after the first samples' varints or a 64-bit delta of
+    /// deltas may the buffer be shorter.
     #[inline(always)]
     fn value(&mut self) -> Result<(), Fault> {
+        if self.r.avail < 13 {
+            self.r.refill();
+        }
         let w = self.r.buf;
         if self.r.avail < 2 {
             // One bit may be all that is left: an unchanged value at the very end.
