@@ -68,6 +68,23 @@ fn decode_all(chunks: &[Vec<u8>]) -> f64 {
     sum
 }
 
+/// The same through `decode_into`, reusing the two vectors as a caller would.
+fn decode_all_into(chunks: &[Vec<u8>], ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> f64 {
+    let mut sum = 0.0;
+    for chunk in chunks {
+        ts.clear();
+        vs.clear();
+        xor_samples(chunk)
+            .expect("header")
+            .decode_into(ts, vs)
+            .expect("valid");
+        for (t, v) in ts.iter().zip(vs.iter()) {
+            sum += v + *t as f64;
+        }
+    }
+    sum
+}
+
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("xor_decode");
     group.throughput(Throughput::Elements((SAMPLES_PER_CHUNK * CHUNKS) as u64));
@@ -78,6 +95,10 @@ fn bench(c: &mut Criterion) {
             bytes as f64 / (SAMPLES_PER_CHUNK * CHUNKS) as f64
         );
         group.bench_function(name, |b| b.iter(|| decode_all(black_box(&chunks))));
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        group.bench_function(format!("{name}_into"), |b| {
+            b.iter(|| decode_all_into(black_box(&chunks), &mut ts, &mut vs))
+        });
     }
     group.finish();
 }

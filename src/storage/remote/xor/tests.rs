@@ -180,3 +180,149 @@ fn encoder_refuses_the_65536th_sample() {
     assert_eq!(enc.append(1 << 20, 0.0), Err(ChunkFull));
     assert_eq!(xor_samples(enc.bytes()).map(|i| i.count()), Ok(65535));
 }
+
+type Decoded = Result<Vec<(i64, u64)>, ChunkError>;
+
+/// Both decode paths, as (timestamp, value bits); `decode_into` appends after a marker so
+/// that existing contents are seen to survive.
+fn decode_both(chunk: &[u8]) -> (Decoded, Decoded) {
+    let iter = decode_all(chunk);
+    let flat = xor_samples(chunk).and_then(|mut it| {
+        let (mut ts, mut vs) = (vec![-1i64], vec![-1.0f64]);
+        let result = it.decode_into(&mut ts, &mut vs);
+        assert_eq!(ts.len(), vs.len());
+        assert_eq!((ts[0], vs[0]), (-1, -1.0), "earlier contents kept");
+        match result {
+            Ok(n) => {
+                assert_eq!(n, ts.len() - 1);
+                assert_eq!(it.next(), None, "decode_into finishes the iterator");
+                Ok(ts[1..]
+                    .iter()
+                    .zip(&vs[1..])
+                    .map(|(&t, v)| (t, v.to_bits()))
+                    .collect())
+            }
+            Err(e) => {
+                assert_eq!(ts.len(), 1, "nothing appended on error");
+                Err(e)
+            }
+        }
+    });
+    (iter, flat)
+}
+
+/// A delta of deltas drawn from every bucket, edges included, and the 64-bit escape.
+fn random_dod(rng: &mut XorShift) -> i64 {
+    let bits = [0u32, 1, 13, 14, 16, 17, 19, 20, 21, 40, 63][rng.below(11) as usize];
+    let magnitude = match bits {
+        0 => 0,
+        63 => (rng.next_u64() >> 1) as i64,
+        n => {
+            // Half the time exactly at a bucket edge, where off-by-one errors live.
+            let edge = 1i64 << (n - 1);
+            if rng.below(2) == 0 {
+                edge + rng.below(3) as i64 - 1
+            } else {
+                rng.below(edge as u64 * 2) as i64
+            }
+        }
+    };
+    if rng.below(2) == 0 {
+        magnitude
+    } else {
+        magnitude.wrapping_neg()
+    }
+}
+
+fn random_value(rng: &mut XorShift, prev: f64) -> f64 {
+    match rng.below(14) {
+        0 => f64::from_bits(STALE_NAN),
+        1 => f64::NAN,
+        2 => f64::INFINITY,
+        3 => f64::NEG_INFINITY,
+        4 => -0.0,
+        5 => 0.0,
+        6 => f64::from_bits(rng.next_u64()),
+        7 | 8 => prev, // repeated
+        9 => prev + 1.0,
+        10 => (rng.below(1_000_000) as f64) * 0.001,
+        11 => f64::from_bits(prev.to_bits() ^ (1 << rng.below(64))),
+        _ => prev + rng.below(100) as f64,
+    }
+}
+
+#[test]
+fn random_dods_and_values_round_trip_through_both_decoders() {
+    let mut rng = XorShift(0x5151_2024_abcd_0001);
+    for _ in 0..3000 {
+        let n = rng.below(260) as usize;
+        let mut t = rng.next_u64() as i64 >> rng.below(64);
+        let mut delta = rng.below(120_000) as i64;
+        let mut v = f64::from_bits(rng.next_u64());
+        let samples: Vec<(i64, f64)> = (0..n)
+            .map(|_| {
+                delta = delta.wrapping_add(random_dod(&mut rng));
+                t = t.wrapping_add(delta);
+                v = random_value(&mut rng, v);
+                (t, v)
+            })
+            .collect();
+        let chunk = encode_xor(&samples).expect("fits");
+        let want: Vec<(i64, u64)> = samples.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+        let (iter, flat) = decode_both(&chunk);
+        assert_eq!(iter, Ok(want.clone()), "iterator, chunk {chunk:02x?}");
+        assert_eq!(flat, Ok(want), "decode_into, chunk {chunk:02x?}");
+    }
+}
+
+#[test]
+fn decode_into_resumes_after_iterating() {
+    let samples: Vec<(i64, f64)> = (0..50)
+        .map(|i| (i * 15_000 + i % 3, i as f64 * 0.5))
+        .collect();
+    let chunk = encode_xor(&samples).expect("fits");
+    for skip in 0..=samples.len() {
+        let mut it = xor_samples(&chunk).expect("header");
+        for _ in 0..skip {
+            it.next().expect("sample").expect("valid");
+        }
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        assert_eq!(it.decode_into(&mut ts, &mut vs), Ok(samples.len() - skip));
+        let got: Vec<(i64, f64)> = ts.into_iter().zip(vs).collect();
+        assert_eq!(got, samples[skip..]);
+    }
+}
+
+#[test]
+fn corrupt_and_truncated_chunks_are_errors_in_both_decoders() {
+    let mut rng = XorShift(0xc0ff_ee00_1234_5678);
+    for round in 0..400 {
+        let chunk = encode_xor(&random_series(&mut rng)).expect("fits");
+        // Every truncation is a typed error, the same one from both paths.
+        for cut in 0..chunk.len() {
+            let (iter, flat) = decode_both(&chunk[..cut]);
+            assert!(
+                iter.is_err() && flat.is_err(),
+                "cut at {cut}: {iter:?} {flat:?}"
+            );
+            assert_eq!(iter, flat, "cut at {cut}");
+        }
+        // Flipped bits, raised counts and appended garbage may decode to something or fail,
+        // but never panic, and both paths agree.
+        let mut bad = chunk.clone();
+        for _ in 0..=rng.below(4) {
+            let i = rng.below(bad.len() as u64) as usize;
+            bad[i] ^= 1 << rng.below(8);
+        }
+        if round % 3 == 0 {
+            let count =
+                u16::from_be_bytes([bad[0], bad[1]]).saturating_add(1 + rng.below(50) as u16);
+            bad[..2].copy_from_slice(&count.to_be_bytes());
+        }
+        if round % 5 == 0 {
+            bad.extend((0..rng.below(20)).map(|_| rng.next_u64() as u8));
+        }
+        let (iter, flat) = decode_both(&bad);
+        assert_eq!(iter, flat, "corrupt chunk {bad:02x?}");
+    }
+}
