@@ -468,6 +468,7 @@ fn annotations_and_messages() {
         value: Value::Scalar(1.0),
         warnings: vec!["PromQL warning: bad quantile".into()],
         infos: vec![],
+        stats: Default::default(),
     };
     let mut e = Expectations {
         warn: Some(TextMatch::Any),
