@@ -1,4 +1,5 @@
-//! Two data centres — eu1 as an HA pair, us1 as one server — through promgate, against one
+//! Two data centres — eu1 as an HA pair whose first replica has a gap, us1 as one server —
+//! through promgate, against one
 //! Prometheus holding all of their data with the external labels as ordinary labels. What
 //! promgate answers equals the reference: per data centre through the backends' own query
 //! API, across data centres through promgate's engine over their raw data.
@@ -21,19 +22,23 @@ struct Fixture {
 fn fixture() -> Fixture {
     let bin = PrometheusBinary::v3().expect("Prometheus 3.5 (bash .ci/run installs it)");
     let spec = SynthSpec::hours_until(promgate::time::now_ms() - 10 * 60_000, 3);
-    let start = |labels: &[(&str, &str)]| {
+    let start = |labels: &[(&str, &str)], spec: &SynthSpec| {
         PrometheusServer::start(
             &bin,
             PrometheusOptions::default()
                 .labels(labels)
-                .data(openmetrics(&spec)),
+                .data(openmetrics(spec)),
         )
         .unwrap()
     };
+    // Replica b (asked first) misses 40 minutes that replica a has.
+    let gappy = spec
+        .clone()
+        .gap(spec.end_ms - 100 * 60_000, spec.end_ms - 60 * 60_000);
     let servers = vec![
-        start(&[("cluster", "eu1"), ("replica", "b")]),
-        start(&[("cluster", "eu1"), ("replica", "a")]),
-        start(&[("cluster", "us1"), ("replica", "a")]),
+        start(&[("cluster", "eu1"), ("replica", "b")], &gappy),
+        start(&[("cluster", "eu1"), ("replica", "a")], &spec),
+        start(&[("cluster", "us1"), ("replica", "a")], &spec),
     ];
     let reference = PrometheusServer::start(
         &bin,

@@ -246,8 +246,10 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
     let mut infos = Vec::new();
     let mut combined: Option<QueryResult> = None;
     let answered_groups = answered.len();
+    let mut replicas_disagree = false;
     for (group, answers, sent) in answered {
         let mut result: Option<QueryResult> = None;
+        let mut first_shape = None;
         for (backend, resp) in answers {
             let mut env = decode::<QueryResult>(&backend, &resp.body)?;
             if let Some(sent) = sent {
@@ -257,6 +259,9 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
             push_unique(&mut warnings, env.warnings);
             push_unique(&mut infos, env.infos);
             let Some(data) = env.data else { continue };
+            let shape = shape(&data);
+            replicas_disagree |= first_shape.is_some_and(|first| first != shape);
+            first_shape.get_or_insert(shape);
             result = Some(match result {
                 None => data,
                 Some(primary) => fill_gaps(primary, data),
@@ -270,6 +275,16 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
             None => result,
             Some(acc) => concat(acc, result),
         });
+    }
+    // Replicas whose answers differ in series or points have a gap: steps next to it were
+    // computed from fewer samples than the pair holds. Only evaluating over the merged
+    // samples answers those exactly.
+    if replicas_disagree && failures.is_empty() {
+        if let Some(answer) =
+            super::evaluate::evaluate(app, params, &expr, range.into(), &budget).await
+        {
+            return answer;
+        }
     }
     let mut result = combined.unwrap_or(QueryResult::Vector(Vec::new()));
     if answered_groups > 1 {
@@ -409,6 +424,15 @@ pub(super) async fn backend_wording(
 
 /// Gaps in the primary replica's answer filled from a twin's: series missing from the
 /// primary are taken whole, missing steps are taken point by point.
+/// Series and points of an answer: replicas with the same data give the same shape.
+fn shape(result: &QueryResult) -> (usize, usize) {
+    match result {
+        QueryResult::Matrix(m) => (m.len(), m.iter().map(|s| s.values.len()).sum()),
+        QueryResult::Vector(v) => (v.len(), v.len()),
+        QueryResult::Scalar(_) | QueryResult::String(_) => (1, 1),
+    }
+}
+
 fn fill_gaps(primary: QueryResult, other: QueryResult) -> QueryResult {
     match (primary, other) {
         (QueryResult::Matrix(mut main), QueryResult::Matrix(extra)) => {

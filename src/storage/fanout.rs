@@ -147,10 +147,11 @@ mod tests {
             .samples(0, 400_000, DedupMode::Gauge)
             .map(|(t, _)| t)
             .collect();
-        // `a` until its gap, then `b` once it is a penalty (two scrapes) past `a`'s last
-        // sample; from then on `b`, which has no gap. One sample per scrape, never two.
+        // `a` until its gap (more than a penalty, two scrapes, long), then `b` from its first
+        // sample at least one scrape interval after `a`'s last; from then on `b`, which has
+        // no gap. One sample per scrape, never two, none lost.
         let mut expected: Vec<i64> = (0..=90_000).step_by(15_000).collect();
-        expected.extend((121_000..=301_000).step_by(15_000));
+        expected.extend((106_000..=301_000).step_by(15_000));
         assert_eq!(out, expected);
     }
 

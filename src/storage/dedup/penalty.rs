@@ -52,8 +52,6 @@ pub struct ReplicaDedup<I> {
     replicas: Vec<I>,
     /// The next sample of each replica not yet consumed.
     heads: Vec<Option<Sample>>,
-    /// How far past the last emitted timestamp each replica must look for its next sample.
-    penalties: Vec<i64>,
     /// Counter mode: added to each replica's values.
     offsets: Vec<f64>,
     mode: DedupMode,
@@ -68,8 +66,12 @@ pub struct ReplicaDedup<I> {
     /// The output moved to another replica and no value has been checked against the
     /// last one since (a stale marker may sit between).
     switch_pending: bool,
-    /// The penalty the last step gave to replicas it did not pick.
+    /// How far past the last emitted sample the current replica's next one may lie before
+    /// another replica may take over: twice the last interval.
     step_penalty: i64,
+    /// How far past the last emitted sample another replica's next sample must lie: one
+    /// interval, so that no window holds more samples than one replica would give it.
+    same_scrape: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +101,6 @@ impl<I: Iterator<Item = Sample>> ReplicaDedup<I> {
         Self {
             replicas: iters,
             heads,
-            penalties: vec![0; n],
             offsets: vec![0.0; n],
             mode,
             strategy: if disjoint {
@@ -113,16 +114,19 @@ impl<I: Iterator<Item = Sample>> ReplicaDedup<I> {
             last_t: i64::MIN,
             last_value: None,
             step_penalty: INITIAL_PENALTY_MS,
+            same_scrape: INITIAL_PENALTY_MS,
         }
     }
 
     /// Records `sample` of replica `i` as emitted and returns it with any counter offset.
     #[inline]
     fn emit(&mut self, i: usize, (t, v): Sample) -> Sample {
-        self.step_penalty = if self.last_t == i64::MIN {
-            INITIAL_PENALTY_MS
+        // Before the interval is known, a sample of another replica within the initial
+        // penalty is taken for the same scrape.
+        (self.step_penalty, self.same_scrape) = if self.last_t == i64::MIN {
+            (INITIAL_PENALTY_MS, INITIAL_PENALTY_MS + 1)
         } else {
-            2 * (t - self.last_t)
+            (2 * (t - self.last_t), t - self.last_t)
         };
         self.last_t = t;
         if i != self.current {
@@ -148,10 +152,16 @@ impl<I: Iterator<Item = Sample>> ReplicaDedup<I> {
 
     fn next_penalty(&mut self) -> Option<Sample> {
         let base = self.last_t.saturating_add(1);
+        let others_from = self.last_t.saturating_add(self.same_scrape);
         let mut best: Option<(usize, Sample)> = None;
         let mut alive = 0;
         for i in 0..self.replicas.len() {
-            let target = base.saturating_add(self.penalties[i]);
+            let starting = self.current == usize::MAX;
+            let target = if i == self.current || starting {
+                base
+            } else {
+                others_from
+            };
             let head = &mut self.heads[i];
             while head.is_some_and(|(t, _)| t < target) {
                 *head = self.replicas[i].next();
@@ -163,15 +173,23 @@ impl<I: Iterator<Item = Sample>> ReplicaDedup<I> {
                 }
             }
         }
-        let (i, sample) = best?;
+        // The current replica keeps the output unless its next sample is more than a
+        // penalty away; only then does the earliest sample of any replica win.
+        let stay = self
+            .heads
+            .get(self.current)
+            .copied()
+            .flatten()
+            .filter(|(t, _)| *t < base.saturating_add(self.step_penalty));
+        let (i, sample) = match stay {
+            Some(s) => (self.current, s),
+            None => best?,
+        };
         self.heads[i] = self.replicas[i].next();
         let out = self.emit(i, sample);
-        if alive > 1 {
-            self.penalties.fill(self.step_penalty);
-        } else {
+        if alive <= 1 {
             self.strategy = Strategy::Solo;
         }
-        self.penalties[i] = 0;
         Some(out)
     }
 
@@ -186,12 +204,9 @@ impl<I: Iterator<Item = Sample>> ReplicaDedup<I> {
             if next >= self.replicas.len() {
                 return None;
             }
-            // Entering the next replica: skip what the penalty would have skipped.
+            // Entering the next replica: skip what belongs to the scrape already emitted.
             if self.last_t != i64::MIN {
-                let target = self
-                    .last_t
-                    .saturating_add(1)
-                    .saturating_add(self.step_penalty);
+                let target = self.last_t.saturating_add(self.same_scrape);
                 while self.heads[next].is_some_and(|(t, _)| t < target) {
                     self.heads[next] = self.replicas[next].next();
                 }
