@@ -1,4 +1,4 @@
-//! Penalty deduplication of HA replicas, compatible with Thanos's `penalty` algorithm.
+//! Penalty deduplication of HA replicas (see the module docs of `dedup` for the rule).
 
 use super::Sample;
 
