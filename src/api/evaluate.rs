@@ -83,6 +83,7 @@ fn api_error(e: EngineError) -> ApiError {
         EngineError::BadData(_) => ErrorType::BadData,
         EngineError::Execution(_) => ErrorType::Execution,
         EngineError::Timeout => ErrorType::Timeout,
+        EngineError::Canceled => ErrorType::Canceled,
         EngineError::Store(_) => ErrorType::Unavailable,
         EngineError::Unsupported(_) => ErrorType::Execution,
     };

@@ -196,6 +196,8 @@ pub(super) enum Val {
 /// What evaluation needs besides the expression.
 pub(super) struct Evaluator<'a> {
     pub engine: &'a Engine,
+    /// Set when the caller went away: evaluation stops at the next check.
+    pub cancel: Arc<std::sync::atomic::AtomicBool>,
     /// The query's own start and end, for `@ start()` and `@ end()`.
     pub query_start: i64,
     pub query_end: i64,
@@ -218,7 +220,10 @@ pub async fn run<S: Store>(
         query_end: range.end_ms,
         lookback: engine.options().lookback_delta_ms,
     };
-    collect_selectors(expr, range.start_ms, range.end_ms, &ctx, None, &mut needs);
+    // Selectors are known by their address: the expression is boxed once here so that the
+    // copy evaluated on the blocking pool is the one whose selectors were read.
+    let expr = Box::new(expr.clone());
+    collect_selectors(&expr, range.start_ms, range.end_ms, &ctx, None, &mut needs);
     let started = std::time::Instant::now();
     let (data, warnings) = fetch(store, needs, engine.deadline()).await?;
     let total_samples: usize = data
@@ -231,16 +236,28 @@ pub async fn run<S: Store>(
         return Err(too_many_samples());
     }
     let prepared = std::time::Instant::now();
-    let mut ev = Evaluator {
-        engine,
-        query_start: range.start_ms,
-        query_end: range.end_ms,
-        data,
-        warnings,
-        infos: Vec::new(),
-    };
-    let val = ev.eval(expr, grid)?;
-    let value = finish(val, grid, range.instant)?;
+    // Evaluation is CPU work: it runs on the blocking pool, and stops when this future is
+    // dropped (the client went away) or the deadline passes.
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let engine = engine.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let mut ev = Evaluator {
+            engine: &engine,
+            cancel,
+            query_start: range.start_ms,
+            query_end: range.end_ms,
+            data,
+            warnings,
+            infos: Vec::new(),
+        };
+        let val = ev.eval(&expr, grid)?;
+        let value = finish(val, grid, range.instant)?;
+        Ok::<_, EngineError>((value, ev.warnings, ev.infos))
+    });
+    let (value, warnings, infos) = task
+        .await
+        .map_err(|e| EngineError::Execution(format!("evaluation failed: {e}")))??;
     let points = match &value {
         Value::Scalar(_) | Value::String(_) => 1,
         Value::Vector(v) => v.len(),
@@ -252,8 +269,8 @@ pub async fn run<S: Store>(
     }
     Ok(QueryOutput {
         value,
-        warnings: ev.warnings,
-        infos: ev.infos,
+        warnings,
+        infos,
         stats: QueryStats {
             total_samples,
             peak_samples,
@@ -261,6 +278,15 @@ pub async fn run<S: Store>(
             eval_seconds: prepared.elapsed().as_secs_f64(),
         },
     })
+}
+
+/// Tells a running evaluation to stop when the future waiting for it is dropped.
+struct CancelOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Prometheus's error when a query passes `--query.max-samples`.
@@ -530,7 +556,24 @@ pub(super) fn is_stale(v: f64) -> bool {
 }
 
 impl Evaluator<'_> {
+    /// Fails once the query was abandoned or its deadline passed; called often enough
+    /// (per node, per batch of series) to stop a long evaluation soon.
+    pub fn check(&self) -> Result<(), EngineError> {
+        if self.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(EngineError::Canceled);
+        }
+        if self
+            .engine
+            .deadline()
+            .is_some_and(|d| tokio::time::Instant::now() >= d)
+        {
+            return Err(EngineError::Timeout);
+        }
+        Ok(())
+    }
+
     pub fn eval(&mut self, expr: &Expr, grid: Grid) -> Result<Val, EngineError> {
+        self.check()?;
         match expr {
             Expr::NumberLiteral(n) => Ok(Val::Scalar(vec![n.val; grid.n])),
             Expr::StringLiteral(s) => Ok(Val::String(s.val.clone())),

@@ -187,6 +187,9 @@ fn range_function(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Val
     let keep_name = KEEP_NAME.contains(&name);
     let mut param_now = vec![0.0; params.len()];
     for s in 0..input.series.len() {
+        if s % 1024 == 1023 {
+            ev.check()?;
+        }
         let series = &input.series[s];
         let mut labels = series.labels.clone();
         if !keep_name {

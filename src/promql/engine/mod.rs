@@ -102,6 +102,9 @@ pub enum EngineError {
     /// The query's deadline passed (503 `timeout`).
     #[error("query timed out")]
     Timeout,
+    /// The caller went away.
+    #[error("query was canceled")]
+    Canceled,
     /// Something this engine does not evaluate yet (native histograms, some functions).
     #[error("not supported by promgate's engine: {0}")]
     Unsupported(String),

@@ -132,3 +132,31 @@ fn range_queries_give_a_sorted_matrix() {
     assert_eq!(m[0].points, vec![(0, 0.0), (30_000, 60.0), (60_000, 120.0)]);
     assert_eq!(m[1].points[2], (60_000, 240.0));
 }
+
+#[test]
+fn a_passed_deadline_stops_the_evaluation() {
+    let expr = promql_parser::parser::parse("sum(rate(requests_total[5m]))").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let engine = Engine::default().with_deadline(tokio::time::Instant::now());
+    let out = rt.block_on(engine.query_range(&store(), &expr, 0, 600_000, 1_000));
+    assert_eq!(out.unwrap_err(), EngineError::Timeout);
+}
+
+#[test]
+fn too_many_samples_is_an_execution_error() {
+    let expr = promql_parser::parser::parse("requests_total").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let engine = Engine::new(EngineOptions {
+        max_samples: 10,
+        ..EngineOptions::default()
+    });
+    let out = rt.block_on(engine.query_range(&store(), &expr, 0, 600_000, 30_000));
+    assert!(
+        matches!(&out, Err(EngineError::Execution(m)) if m.contains("too many samples")),
+        "{out:?}"
+    );
+}
