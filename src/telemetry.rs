@@ -30,6 +30,11 @@ pub struct BackendResult {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueryPath {
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendOnly {
     pub backend: String,
 }
@@ -53,6 +58,7 @@ pub struct Metrics {
     pub reload_successful: Gauge,
     pub reload_success_time: Gauge,
     pub reloads: Family<HandlerOnly, Counter>,
+    pub query_paths: Family<QueryPath, Counter>,
 }
 
 impl Metrics {
@@ -118,6 +124,14 @@ impl Metrics {
             "Configuration reload attempts, by outcome (handler=success|failure)",
             reloads.clone(),
         );
+        let query_paths = Family::<QueryPath, Counter>::default();
+        registry.register(
+            "query_paths",
+            "Queries by how they were answered: passthrough (one group, relayed), per_group \
+             (answers of several groups concatenated), pushdown (partial aggregations per \
+             group, combined), engine (evaluated by promgate over raw data)",
+            query_paths.clone(),
+        );
         registry.register(
             "build",
             "promgate build information",
@@ -134,7 +148,17 @@ impl Metrics {
             reload_successful,
             reload_success_time,
             reloads,
+            query_paths,
         })
+    }
+
+    /// Counts one query answered the way `path` names.
+    pub fn observe_query_path(&self, path: &str) {
+        self.query_paths
+            .get_or_create(&QueryPath {
+                path: path.to_string(),
+            })
+            .inc();
     }
 
     /// The text exposition of every metric.

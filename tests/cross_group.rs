@@ -188,6 +188,11 @@ fn aggregations_and_joins_across_data_centres_equal_one_prometheus() {
         "sum(rate(demo_requests_total[5m])) / sum(rate(demo_requests_total[5m] offset 30m))",
         "max_over_time(sum(rate(demo_requests_total[5m]))[30m:1m])",
         "count by (job) (demo_temperature_celsius > 20)",
+        "max by (job) (demo_temperature_celsius)",
+        "min(rate(demo_requests_total[5m]))",
+        "group by (method) (demo_requests_total)",
+        "bottomk(2, rate(demo_requests_total[10m]))",
+        "avg by (method) (increase(demo_requests_total[15m]))",
     ] {
         let instant = format!("/api/v1/query?query={}&time={t}", enc(q));
         let range = format!(
@@ -203,5 +208,17 @@ fn aggregations_and_joins_across_data_centres_equal_one_prometheus() {
             assert!(ours.get("warnings").is_none(), "{path}: {ours}");
             assert_close(&ours, &theirs, &path);
         }
+    }
+    // Decomposable aggregations went to the groups as partial aggregations; the rest (and
+    // range queries over the gap, where the replicas differ) were evaluated by promgate.
+    let metrics = common::http_get(&f.gateway.url("/metrics")).unwrap().text();
+    for path in ["pushdown", "engine"] {
+        let line = format!("promgate_query_paths_total{{path=\"{path}\"}} ");
+        let count: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        assert!(count > 0.0, "no query took the {path} path:\n{metrics}");
     }
 }

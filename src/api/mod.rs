@@ -6,6 +6,7 @@ mod evaluate;
 pub mod json;
 mod metadata;
 pub mod params;
+mod pushdown;
 mod query;
 mod raw;
 mod remote_read;

@@ -24,7 +24,7 @@ type Answers = Vec<(Arc<Backend>, ApiResponse)>;
 const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
 #[derive(Debug, Clone, Copy)]
-enum Range {
+pub(super) enum Range {
     Instant { time: i64 },
     Range { start: i64, end: i64, step: i64 },
 }
@@ -178,11 +178,32 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
             .iter()
             .any(|b| !b.evaluates_like_promgate())
     });
-    if across || older || raw_store_relevant(&topology, &expr) {
+    let raw = raw_store_relevant(&topology, &expr);
+    // An aggregation that decomposes goes to each group as a partial aggregation.
+    if across && !older && !raw && unknown.is_empty() {
+        if let Some(pushdown) = crate::promql::pushdown::plan_pushdown(&expr, &labels) {
+            if let Some(answer) = super::pushdown::answer(
+                params,
+                range,
+                &pushdown,
+                &groups,
+                replica_labels,
+                hedge_after,
+                &budget,
+            )
+            .await
+            {
+                app.metrics.observe_query_path("pushdown");
+                return answer;
+            }
+        }
+    }
+    if across || older || raw {
         // What the engine cannot evaluate yet goes the per-group way below.
         if let Some(answer) =
             super::evaluate::evaluate(app, params, &expr, range.into(), &budget).await
         {
+            app.metrics.observe_query_path("engine");
             return answer;
         }
     }
@@ -234,10 +255,12 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
         // Annotations of a rewritten query need their positions mapped: decode below.
         let relayable = sent.is_none() || !has_annotations(body);
         if relayable && (!plan.attach_external_labels || labels.is_empty()) {
+            app.metrics.observe_query_path("passthrough");
             return Ok(Reply::Raw(body.clone()));
         }
         if relayable {
             if let Some(with_labels) = super::json::attach_labels_raw(body, &labels) {
+                app.metrics.observe_query_path("passthrough");
                 return Ok(Reply::Json(with_labels));
             }
         }
@@ -283,9 +306,11 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
         if let Some(answer) =
             super::evaluate::evaluate(app, params, &expr, range.into(), &budget).await
         {
+            app.metrics.observe_query_path("engine");
             return answer;
         }
     }
+    app.metrics.observe_query_path("per_group");
     let mut result = combined.unwrap_or(QueryResult::Vector(Vec::new()));
     if answered_groups > 1 {
         sort_result(&mut result, &plan.order);
@@ -309,7 +334,12 @@ fn has_annotations(body: &[u8]) -> bool {
         || memchr::memmem::find(body, b"\"infos\":[").is_some()
 }
 
-fn backend_request(params: &Params, range: Range, query: &str, budget: &Budget) -> ApiRequest {
+pub(super) fn backend_request(
+    params: &Params,
+    range: Range,
+    query: &str,
+    budget: &Budget,
+) -> ApiRequest {
     let mut form = vec![("query".to_string(), query.to_string())];
     let path = match range {
         Range::Instant { time } => {

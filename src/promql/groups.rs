@@ -417,6 +417,19 @@ struct Rewriter<'a> {
     can_match: bool,
 }
 
+/// `expr` rewritten for one group with the labels left for the caller to attach (matchers
+/// on external labels evaluated and removed), and whether any selector can match there.
+pub(crate) fn rewrite_for_group_text(expr: &Expr, ext: &ExternalLabels) -> (String, bool) {
+    let rw = rewrite_for_group(expr, ext, false);
+    (rw.query, rw.can_match)
+}
+
+/// Whether every series of `expr` is computed from series of one group only: selectors and
+/// per-series functions, with numbers.
+pub(crate) fn group_local(expr: &Expr) -> bool {
+    keeps_labels(expr)
+}
+
 fn label_replace(inner: Expr, name: &str, value: &str) -> Expr {
     let s = |v: &str| Box::new(Expr::StringLiteral(StringLiteral { val: v.to_string() }));
     let func = Function::new(

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod engine;
 pub mod groups;
 mod positions;
+pub mod pushdown;
 
 pub use ast_json::{ast_to_json, format_query, to_promql};
 pub use groups::{
