@@ -183,45 +183,116 @@ fn range_function(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Val
     if name == "quantile_over_time" && !input.series.is_empty() {
         quantile_warning(ev, &params[0]);
     }
-    let mut out = StepVector::new(grid.n);
     let keep_name = KEEP_NAME.contains(&name);
-    let mut param_now = vec![0.0; params.len()];
-    for s in 0..input.series.len() {
-        if s % 1024 == 1023 {
-            ev.check()?;
-        }
-        let series = &input.series[s];
+    let mut out = StepVector::new(grid.n);
+    for series in &input.series {
         let mut labels = series.labels.clone();
         if !keep_name {
             labels.remove("__name__");
         }
-        let id = out.push_empty(labels);
-        for i in 0..grid.n {
-            let (lo, hi) = input.bounds(s, i);
-            if lo == hi {
-                continue;
-            }
-            for (p, values) in param_now.iter_mut().zip(&params) {
-                *p = values[i];
-            }
-            let window = kernels::Window {
-                ts: &series.ts[lo..hi],
-                vs: &series.vs[lo..hi],
-                end: input.ends[i],
-                range: input.range,
-                step_t: grid.t(i),
-                params: &param_now,
-            };
-            if let Some(v) = kernel(&window)? {
-                out.set(id, i, v);
-            }
-        }
+        out.push_empty(labels);
+    }
+    let n = grid.n;
+    // Series are independent: big inputs are split across threads, each filling its own
+    // rows of the (series-major) output.
+    let samples: usize = input.series.iter().map(|s| s.ts.len()).sum();
+    let threads = if samples * 4 + n * input.series.len() > 1 << 20 {
+        std::thread::available_parallelism().map_or(1, |p| p.get().min(8))
+    } else {
+        1
+    };
+    let per_thread = input.series.len().div_ceil(threads).max(1);
+    let cancel = &ev.cancel;
+    let (input_ref, params_ref) = (&input, &params);
+    let results: Vec<Result<(), EngineError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = out
+            .values
+            .chunks_mut(n * per_thread)
+            .zip(out.present.chunks_mut(n * per_thread))
+            .enumerate()
+            .map(|(chunk, (values, present))| {
+                scope.spawn(move || {
+                    let first = chunk * per_thread;
+                    for (row, s) in (first..).take(values.len() / n.max(1)).enumerate() {
+                        if row % 256 == 255 && cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                            return Err(EngineError::Canceled);
+                        }
+                        let (v, p) = (
+                            &mut values[row * n..(row + 1) * n],
+                            &mut present[row * n..(row + 1) * n],
+                        );
+                        eval_series(input_ref, s, grid, params_ref, kernel, v, p)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(EngineError::Execution("evaluation failed".into())))
+            })
+            .collect()
+    });
+    for r in results {
+        r?;
     }
     out.drop_empty();
     if name == "rate" || name == "increase" {
         counter_info(ev, call, &input.series);
     }
     Ok(Val::Vector(out.merge_equal_labels()?))
+}
+
+/// One series of a range function: its windows slide forward with the steps (window ends
+/// never decrease), so each step moves two cursors instead of searching.
+fn eval_series(
+    input: &super::eval::RangeInput,
+    s: usize,
+    grid: Grid,
+    params: &[Vec<f64>],
+    kernel: kernels::RangeKernel,
+    values: &mut [f64],
+    present: &mut [bool],
+) -> Result<(), EngineError> {
+    let series = &input.series[s];
+    let ts = &series.ts;
+    let mut param_now = vec![0.0; params.len()];
+    let (mut lo, mut hi) = (0, 0);
+    for i in 0..grid.n {
+        let end = input.ends[i];
+        let start = end - input.range;
+        if i > 0 && end < input.ends[i - 1] {
+            (lo, hi) = (0, 0);
+        }
+        while lo < ts.len() && ts[lo] <= start {
+            lo += 1;
+        }
+        hi = hi.max(lo);
+        while hi < ts.len() && ts[hi] <= end {
+            hi += 1;
+        }
+        if lo == hi {
+            continue;
+        }
+        for (p, v) in param_now.iter_mut().zip(params) {
+            *p = v[i];
+        }
+        let window = kernels::Window {
+            ts: &ts[lo..hi],
+            vs: &series.vs[lo..hi],
+            end,
+            range: input.range,
+            step_t: grid.t(i),
+            params: &param_now,
+        };
+        if let Some(v) = kernel(&window)? {
+            values[i] = v;
+            present[i] = true;
+        }
+    }
+    Ok(())
 }
 
 /// Prometheus's warning for a quantile outside [0, 1] (the answer is then ±Inf or NaN).

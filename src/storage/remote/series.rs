@@ -64,7 +64,10 @@ impl RemoteSeries {
     /// The samples with `start_ms <= t <= end_ms`, decoded lazily.
     pub fn samples(&self, start_ms: i64, end_ms: i64) -> SampleIter<'_> {
         let inner = match &self.data {
-            SeriesData::Samples(s) => Inner::Samples(s.iter()),
+            // Straight to the first sample in range.
+            SeriesData::Samples(s) => {
+                Inner::Samples(s[s.partition_point(|(t, _)| *t < start_ms)..].iter())
+            }
             SeriesData::Chunks(c) => Inner::Chunks {
                 chunks: c.iter(),
                 current: None,
