@@ -69,6 +69,7 @@ pub(super) fn aggregate(
             };
             count_values(&input, &group_of, &groups, label)?
         }
+        "sum" | "count" | "group" | "min" | "max" => streaming(&input, &group_of, &groups, &op),
         _ => {
             let mut out = StepVector::new(n);
             for g in &groups {
@@ -98,6 +99,55 @@ pub(super) fn aggregate(
         }
     };
     Ok(Val::Vector(out))
+}
+
+/// `sum`, `count`, `group`, `min` and `max` in one pass over the input, series by series,
+/// into one accumulator per group and step: no per-step gathering of values. Values are
+/// folded in series order, the order Prometheus folds them in, so sums round the same way.
+fn streaming(input: &StepVector, group_of: &[usize], groups: &[Labels], op: &str) -> StepVector {
+    let n = input.n;
+    let mut out = StepVector::new(n);
+    for g in groups {
+        out.push_empty(g.clone());
+    }
+    let mut compensation = vec![0.0; groups.len() * n];
+    for (s, &g) in group_of.iter().enumerate() {
+        let (values, present) = (
+            &input.values[s * n..(s + 1) * n],
+            &input.present[s * n..(s + 1) * n],
+        );
+        let acc = &mut out.values[g * n..(g + 1) * n];
+        let seen = &mut out.present[g * n..(g + 1) * n];
+        let comp = &mut compensation[g * n..(g + 1) * n];
+        for i in 0..n {
+            if !present[i] {
+                continue;
+            }
+            let v = values[i];
+            if !seen[i] {
+                seen[i] = true;
+                acc[i] = match op {
+                    "count" | "group" => 1.0,
+                    _ => v,
+                };
+                continue;
+            }
+            match op {
+                "sum" => (acc[i], comp[i]) = kahan_inc(v, acc[i], comp[i]),
+                "count" => acc[i] += 1.0,
+                "min" if v < acc[i] || acc[i].is_nan() => acc[i] = v,
+                "max" if v > acc[i] || acc[i].is_nan() => acc[i] = v,
+                _ => {}
+            }
+        }
+    }
+    if op == "sum" {
+        for (a, c) in out.values.iter_mut().zip(&compensation) {
+            *a += c;
+        }
+    }
+    out.drop_empty();
+    out
 }
 
 enum Param {
