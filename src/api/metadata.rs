@@ -97,7 +97,7 @@ async fn selectors(
 ) -> Result<Vec<VectorSelector>, ApiError> {
     let mut out = Vec::new();
     for m in params.all("match[]") {
-        let parsed = promql_parser::parser::parse(&m).map_err(|e| format!("parse error: {e}"));
+        let parsed = crate::promql::parse(&m).map_err(|e| format!("parse error: {e}"));
         match parsed {
             Ok(Expr::VectorSelector(vs)) => out.push(vs),
             Ok(_) => {

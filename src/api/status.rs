@@ -38,7 +38,7 @@ pub fn buildinfo() -> Reply {
 
 fn parse(params: &Params) -> Result<promql_parser::parser::Expr, ApiError> {
     let query = params.get("query").unwrap_or("");
-    promql_parser::parser::parse(query)
+    crate::promql::parse(query)
         .map_err(|e| ApiError::invalid_param("query", format!("parse error: {e}")))
 }
 

@@ -36,7 +36,7 @@ impl ParseCache {
                 return Ok(expr.clone());
             }
         }
-        let expr = Arc::new(promql_parser::parser::parse(query)?);
+        let expr = Arc::new(super::parse(query)?);
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() >= self.capacity {
                 let mut ages: Vec<u64> = entries.values().map(|(_, used)| *used).collect();

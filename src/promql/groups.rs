@@ -192,7 +192,7 @@ pub fn plan_match_selectors(
 
 /// Parses one match[] parameter, which must be an instant vector selector.
 pub fn parse_match_selector(s: &str) -> Result<VectorSelector, String> {
-    match promql_parser::parser::parse(s)? {
+    match super::parse(s)? {
         Expr::VectorSelector(vs) => Ok(vs),
         other => Err(format!(
             "match[] must be a vector selector, got {}",

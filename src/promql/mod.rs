@@ -14,3 +14,20 @@ pub use groups::{
     parse_match_selector, plan_groups, plan_match_selectors, rewrite_selector_for_group,
 };
 pub use positions::map_annotation_positions;
+
+/// Parses a query with promql-parser, turning a panic inside the parser (it has some, e.g.
+/// on durations too large for a `Duration`) into a parse error.
+pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, String> {
+    std::panic::catch_unwind(|| promql_parser::parser::parse(query)).unwrap_or_else(|_| {
+        Err("the query could not be parsed (a number or duration out of range?)".into())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_panic_inside_the_parser_is_a_parse_error() {
+        assert!(super::parse("rate(up[14444444444444444444440])").is_err());
+        assert!(super::parse("rate(up[5m])").is_ok());
+    }
+}

@@ -61,14 +61,15 @@ pub(super) struct Grid {
 
 impl Grid {
     pub fn t(&self, i: usize) -> i64 {
-        self.start + self.step * i as i64
+        self.start
+            .saturating_add(self.step.saturating_mul(i as i64))
     }
 
     fn from_range(start: i64, end: i64, step: i64) -> Grid {
         let n = if end < start {
             0
         } else {
-            ((end - start) / step) as usize + 1
+            (end.abs_diff(start) / step.unsigned_abs()) as usize + 1
         };
         Grid { start, step, n }
     }
@@ -381,7 +382,7 @@ impl SpanContext {
             None => (start, end),
         };
         let off = offset_ms(offset);
-        (s - off, e - off)
+        (s.saturating_sub(off), e.saturating_sub(off))
     }
 }
 
@@ -431,7 +432,7 @@ fn collect_selectors(
             out.push(Need {
                 key: key_of(vs),
                 selector: vs.clone(),
-                start: s - ctx.lookback,
+                start: s.saturating_sub(ctx.lookback),
                 end: e,
                 func,
             });
@@ -441,14 +442,15 @@ fn collect_selectors(
             out.push(Need {
                 key: key_of(vs),
                 selector: vs.clone(),
-                start: s - range.as_millis() as i64,
+                start: s.saturating_sub(range.as_millis() as i64),
                 end: e,
                 func,
             });
         }
         Expr::Subquery(sq) => {
             let (s, e) = ctx.shift(&sq.at, &sq.offset, start, end);
-            collect_selectors(&sq.expr, s - sq.range.as_millis() as i64, e, ctx, None, out);
+            let from = s.saturating_sub(sq.range.as_millis() as i64);
+            collect_selectors(&sq.expr, from, e, ctx, None, out);
         }
         Expr::Call(call) => {
             let f = counter_function(call.func.name);
@@ -488,7 +490,7 @@ async fn fetch<S: Store>(
         for matchers in SelectRequest::selector_matchers(&need.selector) {
             let request = SelectRequest {
                 matchers,
-                start_ms: need.start + 1,
+                start_ms: need.start.saturating_add(1),
                 end_ms: need.end,
                 hints: need.func.map(|f| SelectHints {
                     func: f.to_string(),
@@ -616,7 +618,9 @@ impl Evaluator<'_> {
         grid: Grid,
         i: usize,
     ) -> i64 {
-        at_ms(at, self.query_start, self.query_end).unwrap_or_else(|| grid.t(i)) - offset_ms(offset)
+        at_ms(at, self.query_start, self.query_end)
+            .unwrap_or_else(|| grid.t(i))
+            .saturating_sub(offset_ms(offset))
     }
 
     /// An instant selector: at each step, the latest sample in the lookback window
@@ -635,7 +639,7 @@ impl Evaluator<'_> {
                     continue;
                 }
                 let (st, sv) = (series.ts[idx - 1], series.vs[idx - 1]);
-                if st > t - lookback && !is_stale(sv) {
+                if st > t.saturating_sub(lookback) && !is_stale(sv) {
                     out.set(id, i, sv);
                 }
             }
@@ -650,7 +654,7 @@ impl Evaluator<'_> {
         let t = self.shifted(&ms.vs.at, &ms.vs.offset, grid, 0);
         self.data_of(&ms.vs)
             .iter()
-            .map(|s| window(s, t - range, t))
+            .map(|s| window(s, t.saturating_sub(range), t))
             .filter(|s| !s.ts.is_empty())
             .collect()
     }
@@ -696,7 +700,7 @@ impl Evaluator<'_> {
         Ok(self
             .subquery_series(sq, grid)?
             .iter()
-            .map(|s| window(s, t - range, t))
+            .map(|s| window(s, t.saturating_sub(range), t))
             .filter(|s| !s.ts.is_empty())
             .collect())
     }
@@ -718,12 +722,17 @@ impl Evaluator<'_> {
         let last = self.shifted(&sq.at, &sq.offset, grid, grid.n.saturating_sub(1));
         let (lo, hi) = (first.min(last), first.max(last));
         // Inner steps are aligned to absolute multiples of the step, after (lo - range).
-        let from = lo - range;
-        let mut start = from.div_euclid(step) * step;
+        let from = lo.saturating_sub(range);
+        let mut start = from.div_euclid(step).saturating_mul(step);
         if start <= from {
-            start += step;
+            start = start.saturating_add(step);
         }
         let inner = Grid::from_range(start, hi, step);
+        // Prometheus counts a subquery's steps against max_samples as it evaluates them;
+        // the whole grid is known here, so a grid that could never fit is refused at once.
+        if inner.n > self.engine.options().max_samples {
+            return Err(too_many_samples());
+        }
         let val = self.eval(&sq.expr, inner)?;
         Ok(match val {
             Val::Vector(v) => (0..v.len())
@@ -793,7 +802,7 @@ impl RangeInput {
     pub fn bounds(&self, s: usize, step: usize) -> (usize, usize) {
         let ts = &self.series[s].ts;
         let end = self.ends[step];
-        let lo = ts.partition_point(|&t| t <= end - self.range);
+        let lo = ts.partition_point(|&t| t <= end.saturating_sub(self.range));
         let hi = ts.partition_point(|&t| t <= end);
         (lo, hi)
     }

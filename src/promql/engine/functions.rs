@@ -193,6 +193,9 @@ fn range_function(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Val
         out.push_empty(labels);
     }
     let n = grid.n;
+    if n == 0 || input.series.is_empty() {
+        return Ok(Val::Vector(StepVector::new(n)));
+    }
     // Series are independent: big inputs are split across threads, each filling its own
     // rows of the (series-major) output.
     let samples: usize = input.series.iter().map(|s| s.ts.len()).sum();
@@ -262,7 +265,7 @@ fn eval_series(
     let (mut lo, mut hi) = (0, 0);
     for i in 0..grid.n {
         let end = input.ends[i];
-        let start = end - input.range;
+        let start = end.saturating_sub(input.range);
         if i > 0 && end < input.ends[i - 1] {
             (lo, hi) = (0, 0);
         }
@@ -522,7 +525,7 @@ impl Evaluator<'_> {
                     continue;
                 }
                 let (st, sv) = (series.ts[idx - 1], series.vs[idx - 1]);
-                if st > t - lookback && !is_stale(sv) {
+                if st > t.saturating_sub(lookback) && !is_stale(sv) {
                     out.set(id, i, st as f64 / 1000.0);
                 }
             }

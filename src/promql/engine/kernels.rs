@@ -91,10 +91,11 @@ fn extrapolated(w: &Window<'_>, counter: bool, per_second: bool) -> Option<f64> 
             last = v;
         }
     }
-    let range_start = w.end - w.range;
-    let mut to_start = (first_t - range_start) as f64 / 1000.0;
-    let mut to_end = (w.end - last_t) as f64 / 1000.0;
-    let sampled = (last_t - first_t) as f64 / 1000.0;
+    // In floats: times at the ends of the i64 range must not overflow.
+    let range_start = w.end as f64 - w.range as f64;
+    let mut to_start = (first_t as f64 - range_start) / 1000.0;
+    let mut to_end = (w.end as f64 - last_t as f64) / 1000.0;
+    let sampled = (last_t as f64 - first_t as f64) / 1000.0;
     let average_gap = sampled / (n - 1) as f64;
     let threshold = average_gap * 1.1;
     if to_start >= threshold {

@@ -167,6 +167,15 @@ impl Engine {
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
             ));
         }
+        // Every step holds at least one value: more steps than samples allowed never fit.
+        if end_ms > start_ms
+            && end_ms.abs_diff(start_ms) / step_ms.unsigned_abs() >= self.options.max_samples as u64
+        {
+            return Err(EngineError::Execution(
+                "query processing would load too many samples into memory in query execution"
+                    .into(),
+            ));
+        }
         eval::run(
             self,
             store,
