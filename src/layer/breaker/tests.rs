@@ -356,13 +356,15 @@ async fn clones_share_state_across_concurrent_tasks() {
         rejected += t.await.unwrap();
     }
     assert_eq!(f.state(), BreakerState::Open);
-    assert_eq!(
-        f.calls(),
-        50,
-        "exactly the failures that opened it reached the backend"
+    // The 50 failures that opened it reached the backend, plus at most one request per
+    // other task admitted while the 50th was still on its way; every other was rejected.
+    let calls = f.calls();
+    assert!(
+        (50..50 + 8).contains(&calls),
+        "{calls} requests reached the backend"
     );
-    assert_eq!(rejected, 800 - 50);
-    assert_eq!(f.handle.status().rejections, 750);
+    assert_eq!(rejected, 800 - calls);
+    assert_eq!(f.handle.status().rejections, 800 - calls as u64);
 }
 
 #[test]
