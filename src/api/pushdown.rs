@@ -224,16 +224,7 @@ fn combine(
                 }
             }
             for ((t, _), mut cands) in by_step {
-                cands.sort_by(|a, b| {
-                    let (x, y) = (a.0, b.0);
-                    match (x.is_nan(), y.is_nan()) {
-                        (true, true) => std::cmp::Ordering::Equal,
-                        (true, false) => std::cmp::Ordering::Greater,
-                        (false, true) => std::cmp::Ordering::Less,
-                        _ if top => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
-                        _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
-                    }
-                });
+                cands.sort_by(|a, b| crate::promql::engine::rank_order(a.0, b.0, top));
                 for (v, labels) in cands.into_iter().take(k) {
                     acc.entry(labels).or_default().insert(t, v);
                 }

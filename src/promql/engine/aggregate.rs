@@ -393,16 +393,7 @@ impl RankHeap {
     /// Best first (NaN last).
     fn into_ranked(mut self) -> Vec<(usize, f64)> {
         let top = self.top;
-        self.heap.sort_by(|a, b| {
-            let (x, y) = (a.1, b.1);
-            match (x.is_nan(), y.is_nan()) {
-                (true, true) => std::cmp::Ordering::Equal,
-                (true, false) => std::cmp::Ordering::Greater,
-                (false, true) => std::cmp::Ordering::Less,
-                _ if top => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
-                _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
-            }
-        });
+        self.heap.sort_by(|a, b| super::rank_order(a.1, b.1, top));
         self.heap
     }
 }

@@ -20,16 +20,10 @@ pub(super) fn binary(
     let lhs = ev.eval(&b.lhs, grid)?;
     let rhs = ev.eval(&b.rhs, grid)?;
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
-    let comparison = is_comparison(&op);
     match (lhs, rhs) {
+        // Between scalars a comparison must be `bool` (the parser insists): 1 or 0.
         (Val::Scalar(l), Val::Scalar(r)) => Ok(Val::Scalar(
-            l.iter()
-                .zip(&r)
-                .map(|(&x, &y)| {
-                    let v = apply(&op, x, y);
-                    if comparison { bool_value(v, x) } else { v }
-                })
-                .collect(),
+            l.iter().zip(&r).map(|(&x, &y)| apply(&op, x, y)).collect(),
         )),
         (Val::Vector(v), Val::Scalar(s)) => {
             vector_scalar(v, &s, &op, return_bool, false).map(Val::Vector)
@@ -48,12 +42,6 @@ pub(super) fn binary(
 
 fn is_comparison(op: &str) -> bool {
     matches!(op, "==" | "!=" | ">" | "<" | ">=" | "<=")
-}
-
-/// For a comparison, `apply` gives 1 or 0 (as the `bool` form needs); a filtering comparison
-/// keeps the left value when the result is 1.
-fn bool_value(cmp: f64, _lhs: f64) -> f64 {
-    cmp
 }
 
 /// `x op y` for arithmetic; 1.0/0.0 for comparisons.

@@ -623,24 +623,39 @@ impl Evaluator<'_> {
             .saturating_sub(offset_ms(offset))
     }
 
-    /// An instant selector: at each step, the latest sample in the lookback window
-    /// `(t - lookback, t]`, unless that sample is a staleness marker.
+    /// An instant selector: at each step, the latest sample in the lookback window.
     fn instant_selector(&self, vs: &VectorSelector, grid: Grid) -> StepVector {
+        self.pick_samples(vs, grid, false, |_, v| v)
+    }
+
+    /// For every series of `vs` and every step, the sample an instant selector picks there
+    /// (the latest in `(t - lookback, t]`, unless it is a staleness marker), mapped by
+    /// `value(t, v)`; `drop_name` drops the metric name.
+    pub fn pick_samples(
+        &self,
+        vs: &VectorSelector,
+        grid: Grid,
+        drop_name: bool,
+        value: impl Fn(i64, f64) -> f64,
+    ) -> StepVector {
         let lookback = self.engine.options().lookback_delta_ms;
         let data = self.data_of(vs);
         let mut out = StepVector::new(grid.n);
         for series in data.iter() {
-            let id = out.push_empty(series.labels.clone());
+            let mut labels = series.labels.clone();
+            if drop_name {
+                labels.remove("__name__");
+            }
+            let id = out.push_empty(labels);
             for i in 0..grid.n {
                 let t = self.shifted(&vs.at, &vs.offset, grid, i);
-                // Last sample at or before t.
                 let idx = series.ts.partition_point(|&x| x <= t);
                 if idx == 0 {
                     continue;
                 }
                 let (st, sv) = (series.ts[idx - 1], series.vs[idx - 1]);
                 if st > t.saturating_sub(lookback) && !is_stale(sv) {
-                    out.set(id, i, sv);
+                    out.set(id, i, value(st, sv));
                 }
             }
         }

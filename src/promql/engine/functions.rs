@@ -3,7 +3,7 @@
 use promql_parser::parser::{Call, Expr};
 
 use super::EngineError;
-use super::eval::{Evaluator, Grid, StepVector, Val, is_stale};
+use super::eval::{Evaluator, Grid, StepVector, Val};
 use super::kernels;
 use crate::model::Labels;
 
@@ -243,7 +243,7 @@ fn range_function(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Val
     }
     out.drop_empty();
     if name == "rate" || name == "increase" {
-        counter_info(ev, call, &input.series);
+        counter_info(ev, &input.series);
     }
     Ok(Val::Vector(out.merge_equal_labels()?))
 }
@@ -327,8 +327,7 @@ fn go_float(v: f64) -> String {
 }
 
 /// Prometheus's info when `rate`/`increase` read a metric whose name says it is no counter.
-fn counter_info(ev: &mut Evaluator<'_>, call: &Call, series: &[super::eval::RawSeries]) {
-    let _ = call;
+fn counter_info(ev: &mut Evaluator<'_>, series: &[super::eval::RawSeries]) {
     for s in series {
         if let Some(name) = s.labels.get("__name__") {
             if !["_total", "_sum", "_count", "_bucket"]
@@ -432,7 +431,7 @@ fn timestamp(ev: &mut Evaluator<'_>, args: &[Box<Expr>], grid: Grid) -> Result<V
         arg = &p.expr;
     }
     if let Expr::VectorSelector(vs) = arg {
-        let out = ev.selector_timestamps(vs, grid);
+        let out = ev.pick_samples(vs, grid, true, |t, _| t as f64 / 1000.0);
         return Ok(Val::Vector(out.merge_equal_labels()?));
     }
     let v = vector_arg(ev, args, 0, grid)?;
@@ -502,35 +501,4 @@ fn absent_over_time(
     }
     out.drop_empty();
     Ok(Val::Vector(out))
-}
-
-impl Evaluator<'_> {
-    /// For `timestamp(selector)`: the time, in seconds, of the sample the selector picks.
-    fn selector_timestamps(
-        &self,
-        vs: &promql_parser::parser::VectorSelector,
-        grid: Grid,
-    ) -> StepVector {
-        let lookback = self.engine.options().lookback_delta_ms;
-        let data = self.data_of(vs);
-        let mut out = StepVector::new(grid.n);
-        for series in data.iter() {
-            let mut labels = series.labels.clone();
-            labels.remove("__name__");
-            let id = out.push_empty(labels);
-            for i in 0..grid.n {
-                let t = self.shifted(&vs.at, &vs.offset, grid, i);
-                let idx = series.ts.partition_point(|&x| x <= t);
-                if idx == 0 {
-                    continue;
-                }
-                let (st, sv) = (series.ts[idx - 1], series.vs[idx - 1]);
-                if st > t.saturating_sub(lookback) && !is_stale(sv) {
-                    out.set(id, i, st as f64 / 1000.0);
-                }
-            }
-        }
-        out.drop_empty();
-        out
-    }
 }

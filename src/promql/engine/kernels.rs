@@ -505,16 +505,7 @@ pub(super) fn label_join(
 pub(super) fn sort_by_value(v: StepVector, descending: bool) -> StepVector {
     let mut order: Vec<usize> = (0..v.len()).collect();
     let key = |s: usize| v.get(s, 0).unwrap_or(f64::NAN);
-    order.sort_by(|&a, &b| {
-        let (x, y) = (key(a), key(b));
-        match (x.is_nan(), y.is_nan()) {
-            (true, true) => std::cmp::Ordering::Equal,
-            (true, false) => std::cmp::Ordering::Greater,
-            (false, true) => std::cmp::Ordering::Less,
-            _ if descending => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
-            _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
-        }
-    });
+    order.sort_by(|&a, &b| super::rank_order(key(a), key(b), descending));
     reorder(v, &order)
 }
 

@@ -25,6 +25,19 @@ use promql_parser::parser::Expr;
 use crate::model::Labels;
 use crate::storage::Store;
 
+/// Order of values when ranking (`sort`, `topk`, ...): ascending, or descending with
+/// `descending`; NaN last either way.
+pub fn rank_order(x: f64, y: f64, descending: bool) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (x.is_nan(), y.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ if descending => y.partial_cmp(&x).unwrap_or(Ordering::Equal),
+        _ => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+    }
+}
+
 /// Settings that change answers, as Prometheus's flags do.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
