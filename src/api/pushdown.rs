@@ -69,8 +69,11 @@ pub(super) async fn answer(
                         push_unique(&mut infos, env.infos);
                         decoded.extend(env.data.map(|d| points(d, range)));
                     }
-                    // Replicas that differ hold different samples: not exact from here.
-                    if decoded.windows(2).any(|w| w[0] != w[1]) {
+                    // Replicas whose answers differ in series or steps have a gap: not
+                    // exact from here. (Values may differ a little: replicas scrape at
+                    // their own instants; the first replica's answer stands, as for a
+                    // query relayed to one group.)
+                    if decoded.windows(2).any(|w| !same_shape(&w[0], &w[1])) {
                         return None;
                     }
                     match decoded.into_iter().next() {
@@ -133,6 +136,21 @@ pub(super) async fn answer(
         &infos,
         |buf| super::engine_json::write_engine_value(buf, &value, at),
     ))))
+}
+
+/// Same series with points at the same steps.
+fn same_shape(a: &Partial, b: &Partial) -> bool {
+    let mut a: Vec<(&Labels, Vec<i64>)> = a
+        .iter()
+        .map(|(l, p)| (l, p.iter().map(|(t, _)| *t).collect()))
+        .collect();
+    let mut b: Vec<(&Labels, Vec<i64>)> = b
+        .iter()
+        .map(|(l, p)| (l, p.iter().map(|(t, _)| *t).collect()))
+        .collect();
+    a.sort();
+    b.sort();
+    a == b
 }
 
 /// An answer's series and points as numbers.
@@ -235,4 +253,32 @@ fn combine(
         .map(|(labels, pts)| (labels, pts.into_iter().collect()))
         .filter(|(_, pts): &(Labels, Vec<(i64, f64)>)| !pts.is_empty())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partial(points: &[(&str, &[(i64, f64)])]) -> Partial {
+        points
+            .iter()
+            .map(|(job, pts)| {
+                (
+                    Labels::new(vec![("job".into(), job.to_string())]),
+                    pts.to_vec(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn replicas_agree_on_shape_even_when_values_differ() {
+        let a = partial(&[("x", &[(0, 1.0), (60, 2.0)]), ("y", &[(0, 3.0)])]);
+        let b = partial(&[("y", &[(0, 3.5)]), ("x", &[(0, 1.1), (60, 2.2)])]);
+        assert!(same_shape(&a, &b));
+        let gap = partial(&[("x", &[(0, 1.0)]), ("y", &[(0, 3.0)])]);
+        assert!(!same_shape(&a, &gap));
+        let missing = partial(&[("x", &[(0, 1.0), (60, 2.0)])]);
+        assert!(!same_shape(&a, &missing));
+    }
 }
