@@ -261,6 +261,16 @@ fn eval_series(
 ) -> Result<(), EngineError> {
     let series = &input.series[s];
     let ts = &series.ts;
+    // Decreases up to each sample, so a window can tell at once that it has none (the usual
+    // case for a counter) and spare the kernel its search for resets.
+    let mut decreases = Vec::with_capacity(ts.len());
+    let mut count = 0u32;
+    for (j, v) in series.vs.iter().enumerate() {
+        if j > 0 && *v < series.vs[j - 1] {
+            count += 1;
+        }
+        decreases.push(count);
+    }
     let mut param_now = vec![0.0; params.len()];
     let (mut lo, mut hi) = (0, 0);
     for i in 0..grid.n {
@@ -289,6 +299,7 @@ fn eval_series(
             range: input.range,
             step_t: grid.t(i),
             params: &param_now,
+            monotonic: decreases[hi - 1] == decreases[lo],
         };
         if let Some(v) = kernel(&window)? {
             values[i] = v;

@@ -16,6 +16,9 @@ pub(super) struct Window<'a> {
     pub step_t: i64,
     /// The function's scalar parameters at this step.
     pub params: &'a [f64],
+    /// Known to hold no decrease between consecutive samples (a counter without a reset),
+    /// so the counter functions may skip looking for one.
+    pub monotonic: bool,
 }
 
 pub(super) type RangeKernel = fn(&Window<'_>) -> Result<Option<f64>, EngineError>;
@@ -82,7 +85,8 @@ fn extrapolated(w: &Window<'_>, counter: bool, per_second: bool) -> Option<f64> 
     }
     let (first_t, last_t) = (w.ts[0], w.ts[n - 1]);
     let mut result = w.vs[n - 1] - w.vs[0];
-    if counter {
+    // A reset adds the value before it; the first sample is compared with 0, which adds 0.
+    if counter && !w.monotonic {
         let mut last = 0.0;
         for &v in w.vs {
             if v < last {
@@ -682,6 +686,7 @@ mod tests {
             range,
             step_t: end,
             params: &[],
+            monotonic: false,
         }
     }
 
