@@ -4,13 +4,10 @@
 
 mod common;
 
-use common::{Gateway, enc, get_json};
-use promgate::backend::client::http_client;
+use common::{Gateway, ReadMap, enc, get_json};
 use promgate::realenv::synth::{SynthSpec, openmetrics};
 use promgate::realenv::{PrometheusBinary, PrometheusOptions, PrometheusServer};
-use promgate::storage::remote::{
-    LabelMatcher, MatcherType, Query, ReadRequest, RemoteReadClient, RemoteReadConfig,
-};
+use promgate::storage::remote::{LabelMatcher, MatcherType, Query, RemoteReadConfig};
 use serde_json::Value;
 
 struct Fixture {
@@ -288,48 +285,26 @@ fn hung_replica_delays_answers_boundedly() {
     );
 }
 
-/// Every series of a remote read, by labels, samples as `(t, value bits)`.
+/// Every series of a remote read of `url`'s /api/v1/read, the replica label left out.
 fn remote_read(url: &str, matchers: Vec<LabelMatcher>, start: i64, end: i64) -> ReadMap {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let client = RemoteReadClient::with_url(
-        http_client(),
-        format!("{url}/api/v1/read"),
-        RemoteReadConfig::default(),
-    );
     let query = Query {
         start_timestamp_ms: start,
         end_timestamp_ms: end,
         matchers,
         hints: None,
     };
-    rt.block_on(client.read(&ReadRequest {
-        queries: vec![query],
-        accepted_response_types: Vec::new(),
-    }))
-    .unwrap_or_else(|e| panic!("remote read of {url}: {e}"))
+    common::remote_read(
+        &format!("{url}/api/v1/read"),
+        RemoteReadConfig::default(),
+        &query,
+    )
     .into_iter()
-    .flatten()
-    .map(|s| {
-        let samples = s
-            .all_samples()
-            .unwrap()
-            .into_iter()
-            .map(|(t, v)| (t, v.to_bits()))
-            .collect();
-        let labels = s
-            .labels
-            .into_iter()
-            .filter(|(k, _)| k != "replica")
-            .collect();
+    .map(|(labels, samples)| {
+        let labels = labels.into_iter().filter(|(k, _)| k != "replica").collect();
         (labels, samples)
     })
     .collect()
 }
-
-type ReadMap = std::collections::BTreeMap<Vec<(String, String)>, Vec<(i64, u64)>>;
 
 #[test]
 fn remote_read_from_promgate_deduplicates_the_pair_across_a_gap() {

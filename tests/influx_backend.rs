@@ -6,49 +6,15 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Gateway, enc, wait_until};
-use promgate::backend::client::http_client;
+use common::{Gateway, ReadMap, enc, remote_read as read, wait_until};
 use promgate::realenv::{InfluxServer, PrometheusBinary, PrometheusOptions, PrometheusServer};
-use promgate::storage::remote::{
-    LabelMatcher, MatcherType, Query, ReadRequest, RemoteReadClient, RemoteReadConfig,
-};
+use promgate::storage::remote::{LabelMatcher, MatcherType, Query, RemoteReadConfig};
 use serde_json::Value;
-
-type SeriesMap = BTreeMap<Vec<(String, String)>, Vec<(i64, u64)>>;
 
 fn matcher(kind: MatcherType, name: &str, value: &str) -> LabelMatcher {
     LabelMatcher::new(kind, name, value)
-}
-
-/// Every series of a remote read of `url`, samples as bits so NaN compares.
-fn read(url: &str, config: RemoteReadConfig, query: &Query) -> SeriesMap {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let client = RemoteReadClient::with_url(http_client(), url.to_string(), config);
-    let answer = rt
-        .block_on(client.read(&ReadRequest {
-            queries: vec![query.clone()],
-            accepted_response_types: Vec::new(),
-        }))
-        .unwrap_or_else(|e| panic!("remote read of {url}: {e}"));
-    answer
-        .into_iter()
-        .flatten()
-        .map(|s| {
-            let samples = s
-                .all_samples()
-                .unwrap()
-                .into_iter()
-                .map(|(t, v)| (t, v.to_bits()))
-                .collect();
-            (s.labels, samples)
-        })
-        .collect()
 }
 
 struct Fixture {
@@ -173,7 +139,7 @@ fn influx_data_reads_back_through_promgate_as_prometheus_holds_it() {
             "{what}: {from_prometheus:?}"
         );
         // Remote write may trail by a batch: wait until InfluxDB holds the whole range.
-        let mut through_promgate = SeriesMap::new();
+        let mut through_promgate = ReadMap::new();
         for response in [
             RemoteReadConfig::default(),
             RemoteReadConfig::samples_only(),

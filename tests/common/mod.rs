@@ -157,3 +157,42 @@ impl Drop for PromgateProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A remote read answer: every series by its labels, samples as `(t, value bits)` so that
+/// NaN compares equal.
+pub type ReadMap = std::collections::BTreeMap<Vec<(String, String)>, Vec<(i64, u64)>>;
+
+/// Every series `query` reads from the remote read endpoint `url`.
+pub fn remote_read(
+    url: &str,
+    config: promgate::storage::remote::RemoteReadConfig,
+    query: &promgate::storage::remote::Query,
+) -> ReadMap {
+    use promgate::storage::remote::{ReadRequest, RemoteReadClient};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = RemoteReadClient::with_url(
+        promgate::backend::client::http_client(),
+        url.to_string(),
+        config,
+    );
+    rt.block_on(client.read(&ReadRequest {
+        queries: vec![query.clone()],
+        accepted_response_types: Vec::new(),
+    }))
+    .unwrap_or_else(|e| panic!("remote read of {url}: {e}"))
+    .into_iter()
+    .flatten()
+    .map(|s| {
+        let samples = s
+            .all_samples()
+            .unwrap()
+            .into_iter()
+            .map(|(t, v)| (t, v.to_bits()))
+            .collect();
+        (s.labels, samples)
+    })
+    .collect()
+}
