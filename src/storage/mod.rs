@@ -5,6 +5,7 @@
 pub mod dedup;
 pub mod fanout;
 pub mod memory;
+pub mod object;
 pub mod remote;
 pub mod store;
 
