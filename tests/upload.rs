@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use promgate::realenv::synth::{SynthSpec, openmetrics};
 use promgate::realenv::{PrometheusBinary, S3Server};
 use promgate::storage::object::{FsObjects, ObjectError, ObjectInfo, ObjectStore, S3Objects};
-use promgate::upload::{BlockAction, upload};
+use promgate::upload::{BlockAction, UploadError, upload};
 use serde_json::Value;
 
 /// A data directory with promtool's blocks and what must stay behind: the WAL, the head's
@@ -268,6 +268,22 @@ async fn blocks_reach_the_bucket_once_and_partial_uploads_are_redone() {
             .all(|k| k.starts_with(&format!("{partial}/")))
     );
     check_store(&store, &data, &labels).await;
+
+    // A store that does not answer stops the upload with its error.
+    server.suspend();
+    let hung = S3Objects::new(
+        &server.location("prom", "tenant/"),
+        Duration::from_millis(500),
+    )
+    .unwrap();
+    match upload(&data.path(), &hung, &labels).await {
+        Err(UploadError::Store {
+            source: ObjectError::Timeout,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    server.resume();
 }
 
 fn promgate(args: &[&str]) -> std::process::Output {
