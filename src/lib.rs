@@ -16,3 +16,4 @@ pub mod server;
 pub mod storage;
 pub mod telemetry;
 pub mod time;
+pub mod upload;

@@ -38,6 +38,47 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Upload a Prometheus data directory's finished blocks to an S3 bucket (or a
+    /// directory), as Thanos lays them out; blocks already there are skipped.
+    Upload(UploadArgs),
+}
+
+#[derive(clap::Args)]
+struct UploadArgs {
+    /// The Prometheus data directory (its --storage.tsdb.path).
+    #[arg(long)]
+    from: PathBuf,
+    /// The bucket to upload to.
+    #[arg(long, required_unless_present = "to_dir", conflicts_with = "to_dir")]
+    bucket: Option<String>,
+    /// The S3 endpoint (`https://...`); AWS's endpoint of --region when not given.
+    #[arg(long, requires = "bucket")]
+    endpoint: Option<String>,
+    /// A key prefix inside the bucket (a `/` is added when missing).
+    #[arg(long, requires = "bucket", default_value = "")]
+    prefix: String,
+    /// The bucket's region.
+    #[arg(long, requires = "bucket", default_value = "us-east-1")]
+    region: String,
+    /// Path-style URLs (`endpoint/bucket/key`), as most S3-compatible servers want.
+    #[arg(long, requires = "bucket")]
+    path_style: bool,
+    /// The access key; AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN) from
+    /// the environment when not given (they stay out of the process list), else anonymous.
+    #[arg(long, requires_all = ["bucket", "secret_key"])]
+    access_key: Option<String>,
+    /// The secret key that goes with --access-key.
+    #[arg(long, requires = "access_key")]
+    secret_key: Option<String>,
+    /// A directory to upload to instead of a bucket.
+    #[arg(long)]
+    to_dir: Option<PathBuf>,
+    /// External labels for the blocks' meta.json: `k=v,k2=v2`.
+    #[arg(long, default_value = "")]
+    labels: String,
+    /// Seconds one request to the bucket may take.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -56,6 +97,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config, listen } => serve(config, listen),
+        Command::Upload(args) => upload(args),
         Command::Demo { listen, hours, dir } => {
             let temp = match dir {
                 Some(_) => None,
@@ -84,6 +126,74 @@ fn main() -> ExitCode {
             let code = serve(demo.config_path.clone(), Some(listen));
             drop(demo);
             code
+        }
+    }
+}
+
+fn upload(args: UploadArgs) -> ExitCode {
+    use promgate::storage::object::{FsObjects, ObjectStore, S3Location, S3Objects};
+    let labels = match promgate::upload::parse_labels(&args.labels) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("--labels: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let store: Box<dyn ObjectStore> = match (&args.to_dir, &args.bucket) {
+        (Some(dir), _) => Box::new(FsObjects::new(dir)),
+        (None, Some(bucket)) => {
+            let mut prefix = args.prefix.trim_start_matches('/').to_string();
+            if !prefix.is_empty() && !prefix.ends_with('/') {
+                prefix.push('/');
+            }
+            let location = S3Location {
+                endpoint: args.endpoint.clone().unwrap_or_default(),
+                bucket: bucket.clone(),
+                prefix,
+                region: args.region.clone(),
+                path_style: args.path_style,
+                access_key: args.access_key.clone(),
+                secret_key: args.secret_key.clone(),
+            };
+            match S3Objects::new(&location, std::time::Duration::from_secs(args.timeout)) {
+                Ok(s) => Box::new(s),
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        (None, None) => {
+            eprintln!("give --bucket or --to-dir");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "uploading blocks of {} to {}",
+        args.from.display(),
+        store.describe()
+    );
+    let done = runtime.block_on(promgate::upload::upload_with(
+        &args.from,
+        store.as_ref(),
+        &labels,
+        &mut |outcome| println!("{outcome}"),
+    ));
+    match done {
+        Ok(report) => {
+            println!("{}", report.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("upload failed: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -5,10 +5,12 @@
 
 mod http;
 mod influx;
+mod s3;
 pub mod synth;
 
 pub use http::{HttpResponse, http, http_get, post_form};
 pub use influx::InfluxServer;
+pub use s3::S3Server;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;

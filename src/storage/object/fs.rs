@@ -203,48 +203,7 @@ mod tests {
     #[tokio::test]
     async fn objects_round_trip_with_ranges_listing_and_deletion() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FsObjects::new(dir.path());
-        store
-            .put("b1/chunks/000001", Bytes::from_static(b"0123456789"))
-            .await
-            .unwrap();
-        store
-            .put("b1/meta.json", Bytes::from_static(b"{}"))
-            .await
-            .unwrap();
-        store
-            .put("b2/index", Bytes::from_static(b"x"))
-            .await
-            .unwrap();
-        assert_eq!(store.get("b1/meta.json").await.unwrap(), "{}");
-        assert_eq!(
-            store.get_range("b1/chunks/000001", 2..5).await.unwrap(),
-            "234"
-        );
-        assert_eq!(
-            store.get_range("b1/chunks/000001", 8..11).await,
-            Err(ObjectError::OutOfRange {
-                key: "b1/chunks/000001".into(),
-                start: 8,
-                end: 11,
-                size: 10
-            })
-        );
-        assert_eq!(store.size("b1/chunks/000001").await.unwrap(), Some(10));
-        assert_eq!(store.size("b1/nothing").await.unwrap(), None);
-        assert!(store.get("b9/index").await.unwrap_err().is_not_found());
-        let keys: Vec<String> = store
-            .list("b1/")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
-        assert_eq!(keys, vec!["b1/chunks/000001", "b1/meta.json"]);
-        assert_eq!(store.list("").await.unwrap().len(), 3);
-        store.delete("b1/meta.json").await.unwrap();
-        store.delete("b1/meta.json").await.unwrap();
-        assert_eq!(store.list("b1/m").await.unwrap(), vec![]);
+        crate::storage::object::tests::exercise(&FsObjects::new(dir.path())).await;
     }
 
     #[tokio::test]

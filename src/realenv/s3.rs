@@ -1,0 +1,136 @@
+//! A real S3 server on loopback for tests: moto's server (`pip install 'moto[server]'`,
+//! which `.ci/run` does). It keeps everything in memory, accepts any credentials without
+//! checking signatures and wants path-style URLs.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{free_port, http, http_get};
+use crate::storage::object::S3Location;
+
+/// A running moto server, stopped on drop.
+pub struct S3Server {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl S3Server {
+    /// Starts moto on a free loopback port and waits until it answers; an error when moto
+    /// is not installed or does not come up.
+    pub fn start() -> Result<Self, String> {
+        let present = Command::new("python3")
+            .args(["-c", "import moto.server"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| format!("no python3 to run moto's S3 server: {e}"))?;
+        if !present.success() {
+            return Err(
+                "moto's S3 server is not installed: pip install 'moto[server]' (bash .ci/run does)"
+                    .into(),
+            );
+        }
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let port = free_port()?;
+        let log = std::fs::File::create(dir.path().join("moto.log")).map_err(|e| e.to_string())?;
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting moto: {e}"))?;
+        let mut server = S3Server {
+            child: Some(child),
+            port,
+            dir,
+        };
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            if http_get(&format!("{}/", server.endpoint())).is_ok_and(|r| r.status == 200) {
+                return Ok(server);
+            }
+            if let Some(Ok(Some(status))) = server.child.as_mut().map(Child::try_wait) {
+                return Err(format!("moto exited with {status}: {}", server.log_tail()));
+            }
+            if Instant::now() > until {
+                return Err(format!("moto not ready within 60 s: {}", server.log_tail()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default();
+        text.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket (names are 3 to 63 lowercase letters, digits, dots and dashes).
+    pub fn create_bucket(&self, name: &str) -> Result<(), String> {
+        let r = http("PUT", &format!("{}/{name}", self.endpoint()), &[], b"")
+            .map_err(|e| format!("creating bucket {name}: {e}"))?;
+        if r.status == 200 {
+            Ok(())
+        } else {
+            Err(format!(
+                "creating bucket {name}: HTTP {} {}",
+                r.status,
+                r.text()
+            ))
+        }
+    }
+
+    /// Where `bucket` (below `prefix`, `""` or ending in `/`) is, with throwaway keys.
+    pub fn location(&self, bucket: &str, prefix: &str) -> S3Location {
+        S3Location {
+            endpoint: self.endpoint(),
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            region: "us-east-1".to_string(),
+            path_style: true,
+            access_key: Some("test-access".to_string()),
+            secret_key: Some("test-secret".to_string()),
+        }
+    }
+
+    /// SIGSTOP: keeps its socket, answers nothing (a hung store).
+    pub fn suspend(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    /// Stops it at once: connections are refused from then on.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(child.id().to_string())
+                .status();
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.resume();
+        self.kill();
+    }
+}
