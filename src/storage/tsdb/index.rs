@@ -326,6 +326,27 @@ impl IndexHeader {
         Ok(())
     }
 
+    /// A header holding only `symbols`, for decoding hand-built series entries.
+    #[cfg(test)]
+    pub(crate) fn with_symbols(symbols: &[&str]) -> IndexHeader {
+        IndexHeader {
+            key: "i".to_string(),
+            size: 1 << 20,
+            toc: Toc {
+                symbols: 5,
+                series: 64,
+                label_indices: 0,
+                label_offset_table: 0,
+                postings: 0,
+                postings_offset_table: 0,
+            },
+            symbols: symbols.iter().map(|s| Box::from(*s)).collect(),
+            names: Vec::new(),
+            all_postings: None,
+            series_end: 1 << 19,
+        }
+    }
+
     /// The index object's key.
     pub fn key(&self) -> &str {
         &self.key
@@ -568,13 +589,13 @@ fn add_delta(base: i64, delta: u64) -> Option<i64> {
 }
 
 /// The whole length (prefix, body and CRC) of the series entry `b` starts with.
-fn series_entry_len(b: &[u8]) -> Result<u64, DecodeError> {
+pub(crate) fn series_entry_len(b: &[u8]) -> Result<u64, DecodeError> {
     let mut d = Dec::new(b);
     let len = d.uvarint("series entry length")?;
     Ok((d.pos() as u64).saturating_add(len).saturating_add(4))
 }
 
-fn parse_symbols(b: &[u8], key: &str, base: u64) -> Result<Vec<Box<str>>, BlockError> {
+pub(crate) fn parse_symbols(b: &[u8], key: &str, base: u64) -> Result<Vec<Box<str>>, BlockError> {
     let err = |e: DecodeError| e.into_block(key, base);
     let (body, crc) = b.split_at(b.len().saturating_sub(4));
     if !crc_matches(body, crc) {

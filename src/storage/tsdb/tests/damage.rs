@@ -201,3 +201,51 @@ async fn any_damage_is_an_error_or_an_answer_never_a_panic() {
         "{errors} errors in {runs} damaged indexes"
     );
 }
+
+#[tokio::test]
+async fn chunks_other_than_xor_are_refused_by_name() {
+    let d = dataset();
+    let Some(bin) = promtools().into_iter().next() else {
+        return;
+    };
+    let b = backfill(&bin, &d);
+    let ulid = b.ulids[0].clone();
+    let (tmp, objects) = scratch(&b, &ulid);
+    let cache = Arc::new(BlockCache::disabled());
+    let block = Block::open_dir(objects.clone(), format!("{ulid}/"), cache.clone())
+        .await
+        .unwrap();
+    let (min, max) = (block.meta().min_time, block.meta().max_time);
+    let m_c = [matcher("__name__", "=", "m_c")];
+    let series = block.matching_series(&m_c, min, max).await.unwrap();
+    let chunk = series[0].chunks[0];
+    // Rewrite the chunk's encoding byte as a native histogram's (2), with a valid CRC.
+    edit(&tmp.path().join(&ulid).join("chunks/000001"), |seg| {
+        let off = chunk.offset() as usize;
+        let mut len = 0usize;
+        let mut i = off;
+        let mut shift = 0;
+        loop {
+            len |= usize::from(seg[i] & 0x7f) << shift;
+            shift += 7;
+            i += 1;
+            if seg[i - 1] < 0x80 {
+                break;
+            }
+        }
+        seg[i] = 2;
+        let crc = crc32c::crc32c(&seg[i..i + 1 + len]);
+        seg[i + 1 + len..i + 5 + len].copy_from_slice(&crc.to_be_bytes());
+    });
+    let r = block.select(&m_c, min, max - 1).await;
+    match r {
+        Err(BlockError::UnsupportedEncoding { series, encoding }) => {
+            assert_eq!(encoding, 2);
+            assert!(series.contains("m_c"), "{series}");
+        }
+        other => panic!("{:?}", other.map(|s| s.len())),
+    }
+    // Other series of the block are still read.
+    let m_a = [matcher("__name__", "=", "m_a")];
+    assert_eq!(block.select(&m_a, min, max - 1).await.unwrap().len(), 6);
+}

@@ -21,6 +21,7 @@ use crate::storage::object::{FsObjects, ObjectError, ObjectInfo, ObjectStore};
 use crate::storage::remote::RemoteSeries;
 
 mod damage;
+mod index_bytes;
 
 use damage::scratch;
 
@@ -100,6 +101,22 @@ fn dataset() -> Dataset {
             .map(|i| (T0 + 2 * HOUR - 3 * MIN + i * MIN, -0.5 * i as f64))
             .collect(),
     );
+    // A dense series of random values at jittered times: its chunks are longer than the
+    // reader's first guess, and its series entry (hundreds of chunks) too.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let dense = (0..5 * 3600)
+        .map(|k| {
+            let t = T0 + k * 1000 + (next() % 900) as i64;
+            (t, (next() as f64 / u64::MAX as f64 - 0.5) * 1e6)
+        })
+        .collect();
+    series.insert(labels(&[("__name__", "m_dense"), ("job", "db")]), dense);
     Dataset { series }
 }
 
@@ -592,7 +609,7 @@ async fn label_names_and_values() {
     );
     assert_eq!(
         block.label_values("__name__", &[], min, max).await.unwrap(),
-        ["m_a", "m_b", "m_c"]
+        ["m_a", "m_b", "m_c", "m_dense"]
     );
     assert_eq!(
         block.label_values("nope", &[], min, max).await.unwrap(),
