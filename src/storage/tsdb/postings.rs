@@ -71,26 +71,67 @@ enum Plan {
     Subtract(Vec<Range<u64>>),
 }
 
+/// The values a regex accepts when it is a plain alternation of literals (`a|b|c`), as
+/// PromQL selectors often are: those are looked up instead of scanning the label's values.
+fn literal_alternatives(m: &Matcher) -> Option<Vec<&str>> {
+    if !matches!(m.op, MatchOp::Re(_) | MatchOp::NotRe(_)) {
+        return None;
+    }
+    let parts: Vec<&str> = m.value.split('|').collect();
+    parts
+        .iter()
+        .all(|p| {
+            !p.contains([
+                '\\', '.', '+', '*', '?', '(', ')', '[', ']', '{', '}', '^', '$',
+            ])
+        })
+        .then_some(parts)
+}
+
+fn lookups(header: &IndexHeader, name: &str, values: &[&str]) -> Vec<Range<u64>> {
+    let mut ranges: Vec<Range<u64>> = values
+        .iter()
+        .filter_map(|v| header.postings_range(name, v))
+        .collect();
+    ranges.sort_by_key(|r| r.start);
+    ranges.dedup();
+    ranges
+}
+
 fn plan(header: &IndexHeader, m: &Matcher) -> Plan {
     let name = m.name.as_str();
     let accepts_empty = m.is_match("");
-    // Exact lookups where the matcher names one value; a scan of the label's values
+    // Exact lookups where the matcher names its values; a scan of the label's values
     // otherwise.
     match (&m.op, accepts_empty) {
-        (MatchOp::Equal, false) => {
-            Plan::Intersect(header.postings_range(name, &m.value).into_iter().collect())
+        (MatchOp::Equal, false) => Plan::Intersect(lookups(header, name, &[&m.value])),
+        (MatchOp::NotEqual, true) => Plan::Subtract(lookups(header, name, &[&m.value])),
+        (MatchOp::Re(_), false) | (MatchOp::NotRe(_), true) => {
+            if let Some(values) = literal_alternatives(m) {
+                return match m.op {
+                    MatchOp::Re(_) => Plan::Intersect(lookups(header, name, &values)),
+                    _ => Plan::Subtract(lookups(header, name, &values)),
+                };
+            }
+            scan(header, m, accepts_empty)
         }
-        (MatchOp::NotEqual, true) => {
-            Plan::Subtract(header.postings_range(name, &m.value).into_iter().collect())
-        }
-        (_, false) => Plan::Intersect(
+        _ => scan(header, m, accepts_empty),
+    }
+}
+
+/// The lists of the values `m` accepts (when it does not accept the empty string) or
+/// rejects (when it does), found by testing every value of the label.
+fn scan(header: &IndexHeader, m: &Matcher, accepts_empty: bool) -> Plan {
+    let name = m.name.as_str();
+    match accepts_empty {
+        false => Plan::Intersect(
             header
                 .label_values(name)
                 .filter(|(v, _)| m.is_match(v))
                 .map(|(_, r)| r)
                 .collect(),
         ),
-        (_, true) => Plan::Subtract(
+        true => Plan::Subtract(
             header
                 .label_values(name)
                 .filter(|(v, _)| !m.is_match(v))
@@ -156,6 +197,31 @@ mod tests {
 
     fn brute_intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
         a.iter().copied().filter(|x| b.contains(x)).collect()
+    }
+
+    #[test]
+    fn literal_alternations_are_recognised() {
+        let re = |op: &str, v: &str| {
+            let r = regex::Regex::new(&format!("^(?:{v})$")).unwrap();
+            let op = if op == "=~" {
+                MatchOp::Re(r)
+            } else {
+                MatchOp::NotRe(r)
+            };
+            Matcher::new(op, "x", v)
+        };
+        assert_eq!(
+            literal_alternatives(&re("=~", "a|b_c|d-1")),
+            Some(vec!["a", "b_c", "d-1"])
+        );
+        assert_eq!(literal_alternatives(&re("!~", "|a")), Some(vec!["", "a"]));
+        assert_eq!(literal_alternatives(&re("=~", "a.*")), None);
+        assert_eq!(literal_alternatives(&re("=~", "(a|b)")), None);
+        assert_eq!(literal_alternatives(&re("=~", "a\\.b")), None);
+        assert_eq!(
+            literal_alternatives(&Matcher::new(MatchOp::Equal, "x", "a|b")),
+            None
+        );
     }
 
     #[test]
