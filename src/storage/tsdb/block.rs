@@ -115,16 +115,46 @@ impl Block {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<SeriesEntry>, BlockError> {
+        Ok(self
+            .matching_with_ends(matchers, start_ms, end_ms)
+            .await?
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect())
+    }
+
+    /// Like [`Block::matching_series`], with for each chunk kept the offset at which the
+    /// series' next chunk starts when it lies in the same segment: chunks of a series are
+    /// written one after the other, so that bounds the chunk's end and spares a guess.
+    async fn matching_with_ends(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<(SeriesEntry, Vec<Option<u64>>)>, BlockError> {
         if !self.meta.overlaps(start_ms, end_ms) {
             return Ok(Vec::new());
         }
         let refs = postings_for_matchers(&self.header, &self.src, matchers).await?;
-        let mut series = self.header.series(&self.src, &refs).await?;
-        for s in &mut series {
-            s.chunks.retain(|c| c.overlaps(start_ms, end_ms));
+        let series = self.header.series(&self.src, &refs).await?;
+        let mut out = Vec::with_capacity(series.len());
+        for mut s in series {
+            let mut ends = Vec::new();
+            let mut kept = Vec::new();
+            for (i, c) in s.chunks.iter().enumerate() {
+                if c.overlaps(start_ms, end_ms) {
+                    let next = s.chunks.get(i + 1).filter(|n| n.segment() == c.segment());
+                    ends.push(next.map(|n| n.offset()));
+                    kept.push(*c);
+                }
+            }
+            if kept.is_empty() {
+                continue;
+            }
+            s.chunks = kept;
+            out.push((s, ends));
         }
-        series.retain(|s| !s.chunks.is_empty());
-        Ok(series)
+        Ok(out)
     }
 
     /// The series matching every matcher (all must hold; see [`super::postings`]) with at
@@ -139,18 +169,18 @@ impl Block {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<RemoteSeries>, BlockError> {
-        let series = self.matching_series(matchers, start_ms, end_ms).await?;
-        let refs: Vec<u64> = series
+        let found = self.matching_with_ends(matchers, start_ms, end_ms).await?;
+        let wanted: Vec<(u64, Option<u64>)> = found
             .iter()
-            .flat_map(|s| s.chunks.iter().map(|c| c.r#ref))
+            .flat_map(|(s, ends)| s.chunks.iter().map(|c| c.r#ref).zip(ends.iter().copied()))
             .collect();
         let mut raw = self
             .segments
-            .read(&self.src, &refs, &self.dir)
+            .read(&self.src, &wanted, &self.dir)
             .await?
             .into_iter();
-        let mut out = Vec::with_capacity(series.len());
-        for s in series {
+        let mut out = Vec::with_capacity(found.len());
+        for (s, _) in found {
             let chunks: Vec<RawChunk> = raw.by_ref().take(s.chunks.len()).collect();
             if let Some(c) = chunks.iter().find(|c| c.encoding != ENCODING_XOR) {
                 return Err(BlockError::UnsupportedEncoding {

@@ -115,18 +115,21 @@ impl Segments {
         Ok((seg, off))
     }
 
-    /// Reads the chunks `refs` (any order) through the cache, one batch of coalesced reads
-    /// per segment; the answer is in request order. `series` names the series in errors.
+    /// Reads the chunks `wanted` (any order) through the cache, one batch of coalesced
+    /// reads per segment; the answer is in request order. Each chunk comes with the offset
+    /// its frame ends by, when known (the start of the series' next chunk); otherwise a
+    /// guess is read and, when too short, the rest. `series` names the series in errors.
     pub(crate) async fn read(
         &self,
         src: &Source,
-        refs: &[u64],
+        wanted: &[(u64, Option<u64>)],
         series: &str,
     ) -> Result<Vec<RawChunk>, BlockError> {
+        let refs: Vec<u64> = wanted.iter().map(|(r, _)| *r).collect();
         let mut out: Vec<Option<RawChunk>> = vec![None; refs.len()];
         // Per segment: (request index, estimated range).
         let mut per_segment: Vec<Vec<(usize, Range<u64>)>> = vec![Vec::new(); self.files.len()];
-        for (i, &r) in refs.iter().enumerate() {
+        for (i, &(r, end_hint)) in wanted.iter().enumerate() {
             if let Some(b) = src.cache.get(&src.block, CacheKind::Chunk, r) {
                 out[i] = Some(RawChunk {
                     encoding: b[0],
@@ -135,7 +138,10 @@ impl Segments {
                 continue;
             }
             let (seg, off) = self.locate(r, series)?;
-            let end = (off + CHUNK_ESTIMATE).min(self.files[seg].1);
+            let end = end_hint
+                .filter(|&e| e > off)
+                .unwrap_or(off + CHUNK_ESTIMATE)
+                .min(self.files[seg].1);
             per_segment[seg].push((i, off..end));
         }
         let reads = per_segment

@@ -634,3 +634,112 @@ async fn label_names_and_values() {
             .is_empty()
     );
 }
+
+/// Reads and time for a larger block (`cargo test --release -- --ignored measure`):
+/// 18 hours at 15 s of the synthetic demo metrics over many instances.
+#[tokio::test]
+#[ignore]
+async fn measure_large_block() {
+    use crate::realenv::synth::{SynthSpec, openmetrics};
+    use std::time::Instant;
+    let Some(bin) = promtools().into_iter().next() else {
+        return;
+    };
+    let end = T0 + 2 * HOUR - 15_000;
+    let mut spec = SynthSpec::hours_until(end, 18);
+    spec.start_ms += 15_000;
+    spec.instances = 200;
+    let tmp = tempfile::tempdir().unwrap();
+    let om = tmp.path().join("data.om");
+    std::fs::write(&om, openmetrics(&spec)).unwrap();
+    let dir = tmp.path().join("data");
+    bin.backfill(&om, &dir).unwrap();
+    let ulid = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.path().join("meta.json").is_file())
+        .unwrap()
+        .file_name()
+        .into_string()
+        .unwrap();
+    let size = |p: &str| std::fs::metadata(dir.join(&ulid).join(p)).map_or(0, |m| m.len());
+    let objects = Counting::new(&dir);
+    let cache = Arc::new(BlockCache::new(256 << 20));
+    let t = Instant::now();
+    let block = Block::open_dir(objects.clone(), format!("{ulid}/"), cache.clone())
+        .await
+        .unwrap();
+    let (gets, bytes) = objects.take();
+    eprintln!(
+        "block: {} series, {} samples, {} chunks; index {} bytes, chunks/000001 {} bytes",
+        block.meta().stats.num_series,
+        block.meta().stats.num_samples,
+        block.meta().stats.num_chunks,
+        size("index"),
+        size("chunks/000001"),
+    );
+    eprintln!(
+        "open: {:?}, {gets} GETs, {bytes} bytes, header ~{} bytes in memory",
+        t.elapsed(),
+        block.index_header().memory_bytes()
+    );
+    let (min, max) = (block.meta().min_time, block.meta().max_time);
+    let queries: Vec<(&str, Vec<Matcher>, i64, i64)> = vec![
+        (
+            "one series, whole block",
+            vec![
+                matcher("__name__", "=", "demo_temperature_celsius"),
+                matcher("instance", "=", "i-7"),
+            ],
+            min,
+            max - 1,
+        ),
+        (
+            "counter, last hour",
+            vec![matcher("__name__", "=", "demo_requests_total")],
+            max - HOUR,
+            max - 1,
+        ),
+        (
+            "counter, whole block",
+            vec![matcher("__name__", "=", "demo_requests_total")],
+            min,
+            max - 1,
+        ),
+        (
+            "buckets le!=+Inf, 2 h",
+            vec![
+                matcher("__name__", "=", "demo_request_duration_seconds_bucket"),
+                matcher("le", "!=", "+Inf"),
+            ],
+            min + 6 * HOUR,
+            min + 8 * HOUR,
+        ),
+        (
+            "everything, whole block",
+            vec![matcher("job", "=~", "api|x")],
+            min,
+            max - 1,
+        ),
+    ];
+    for (what, ms, start, end) in &queries {
+        let before = cache.stats();
+        let t = Instant::now();
+        let got = block.select(ms, *start, *end).await.unwrap();
+        let cold = t.elapsed();
+        let (gets, bytes) = objects.take();
+        let samples: usize = got.iter().map(|s| s.samples(*start, *end).count()).sum();
+        let t = Instant::now();
+        let again = block.select(ms, *start, *end).await.unwrap();
+        let warm = t.elapsed();
+        assert_eq!(again.len(), got.len());
+        let (warm_gets, _) = objects.take();
+        let after = cache.stats();
+        eprintln!(
+            "{what}: {} series, {samples} samples; cold {cold:?} with {gets} GETs / {bytes} bytes; warm {warm:?} with {warm_gets} GETs; chunk cache +{} hits +{} misses",
+            got.len(),
+            after.chunks.hits - before.chunks.hits,
+            after.chunks.misses - before.chunks.misses,
+        );
+    }
+}
