@@ -160,7 +160,8 @@ impl Block {
     /// The series matching every matcher (all must hold; see [`super::postings`]) with at
     /// least one chunk overlapping `start_ms..=end_ms`, sorted by labels. Chunks are those
     /// overlapping the range, whole (samples outside it included); series with deleted
-    /// intervals come as samples with those removed. Labels are the block's own, without
+    /// intervals come as their samples inside the range minus the deleted ones (and not
+    /// at all when none is left). Labels are the block's own, without
     /// external labels. A chunk that is not XOR fails the call with
     /// [`BlockError::UnsupportedEncoding`].
     pub async fn select(
@@ -206,7 +207,7 @@ impl Block {
                                 format!("{}: {e}", describe(&s.labels)),
                             )
                         })?;
-                        if !Tombstones::is_deleted(deleted, t) {
+                        if (start_ms..=end_ms).contains(&t) && !Tombstones::is_deleted(deleted, t) {
                             samples.push((t, v));
                         }
                     }

@@ -590,6 +590,27 @@ async fn deleted_intervals_are_left_out() {
         cut_samples.len() + 40 <= before,
         "ten minutes at 15 s and one sample are gone"
     );
+    // Inside a deleted interval the series has nothing; across its edge, only what is
+    // both inside the range and not deleted.
+    let one = [
+        matcher("__name__", "=", "m_a"),
+        matcher("inst", "=", "0"),
+        matcher("job", "=", "api"),
+    ];
+    let inside = block
+        .select(&one, holes[0].0 + MIN, holes[0].1 - MIN)
+        .await
+        .unwrap();
+    assert!(inside.is_empty(), "{inside:?}");
+    let (from, to) = (holes[0].0 - 2 * MIN, holes[0].0 + MIN);
+    let edge = block.select(&one, from, to).await.unwrap();
+    assert_eq!(edge.len(), 1);
+    let want: Vec<(i64, f64)> = d.series[&cut[0].labels]
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t >= from && *t < holes[0].0)
+        .collect();
+    assert_eq!(edge[0].all_samples().unwrap(), want);
 }
 
 #[tokio::test]
