@@ -21,7 +21,7 @@ pub use block::Block;
 pub use cache::{BlockCache, CacheKind, CacheStats, KindStats};
 pub use chunks::ChunkMeta;
 pub use index::{IndexHeader, SeriesEntry, Toc};
-pub use meta::BlockMeta;
+pub use meta::{BlockMeta, BlockStats};
 pub use tombstones::Tombstones;
 
 use super::object::ObjectError;
