@@ -170,6 +170,34 @@ impl Block {
         start_ms: i64,
         end_ms: i64,
     ) -> Result<Vec<RemoteSeries>, BlockError> {
+        self.select_inner(matchers, start_ms, end_ms, None).await
+    }
+
+    /// Like [`Block::select`], but chunks that are not XOR (native histograms) are left
+    /// out instead of failing the call: each series that lost some is named by one
+    /// [`BlockError::UnsupportedEncoding`] in the warnings, and a series left without
+    /// chunks is not returned.
+    pub async fn select_floats(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<(Vec<RemoteSeries>, Vec<BlockError>), BlockError> {
+        let mut warnings = Vec::new();
+        let series = self
+            .select_inner(matchers, start_ms, end_ms, Some(&mut warnings))
+            .await?;
+        Ok((series, warnings))
+    }
+
+    /// `select`, failing on a chunk that is not XOR unless `skipped` collects warnings.
+    async fn select_inner(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+        mut skipped: Option<&mut Vec<BlockError>>,
+    ) -> Result<Vec<RemoteSeries>, BlockError> {
         let found = self.matching_with_ends(matchers, start_ms, end_ms).await?;
         let wanted: Vec<(u64, Option<u64>)> = found
             .iter()
@@ -181,13 +209,25 @@ impl Block {
             .await?
             .into_iter();
         let mut out = Vec::with_capacity(found.len());
-        for (s, _) in found {
-            let chunks: Vec<RawChunk> = raw.by_ref().take(s.chunks.len()).collect();
+        for (mut s, _) in found {
+            let mut chunks: Vec<RawChunk> = raw.by_ref().take(s.chunks.len()).collect();
             if let Some(c) = chunks.iter().find(|c| c.encoding != ENCODING_XOR) {
-                return Err(BlockError::UnsupportedEncoding {
+                let err = BlockError::UnsupportedEncoding {
                     series: describe(&s.labels),
                     encoding: c.encoding,
-                });
+                };
+                let Some(warnings) = skipped.as_deref_mut() else {
+                    return Err(err);
+                };
+                warnings.push(err);
+                let keep: Vec<bool> = chunks.iter().map(|c| c.encoding == ENCODING_XOR).collect();
+                let mut flags = keep.iter();
+                s.chunks.retain(|_| *flags.next().unwrap_or(&false));
+                let mut flags = keep.iter();
+                chunks.retain(|_| *flags.next().unwrap_or(&false));
+                if chunks.is_empty() {
+                    continue;
+                }
             }
             let deleted = self.tombstones.intervals(s.series_ref);
             let touched = deleted

@@ -216,8 +216,8 @@ async fn chunks_other_than_xor_are_refused_by_name() {
         .await
         .unwrap();
     let (min, max) = (block.meta().min_time, block.meta().max_time);
-    let m_c = [matcher("__name__", "=", "m_c")];
-    let series = block.matching_series(&m_c, min, max).await.unwrap();
+    let dense = [matcher("__name__", "=", "m_dense")];
+    let series = block.matching_series(&dense, min, max).await.unwrap();
     let chunk = series[0].chunks[0];
     // Rewrite the chunk's encoding byte as a native histogram's (2), with a valid CRC.
     edit(&tmp.path().join(&ulid).join("chunks/000001"), |seg| {
@@ -237,14 +237,37 @@ async fn chunks_other_than_xor_are_refused_by_name() {
         let crc = crc32c::crc32c(&seg[i..i + 1 + len]);
         seg[i + 1 + len..i + 5 + len].copy_from_slice(&crc.to_be_bytes());
     });
-    let r = block.select(&m_c, min, max - 1).await;
+    let r = block.select(&dense, min, max - 1).await;
     match r {
         Err(BlockError::UnsupportedEncoding { series, encoding }) => {
             assert_eq!(encoding, 2);
-            assert!(series.contains("m_c"), "{series}");
+            assert!(series.contains("m_dense"), "{series}");
         }
         other => panic!("{:?}", other.map(|s| s.len())),
     }
+    // Or left out with a warning naming the series.
+    let (series, warnings) = block.select_floats(&dense, min, max - 1).await.unwrap();
+    assert_eq!(warnings.len(), 1);
+    assert!(matches!(
+        &warnings[0],
+        BlockError::UnsupportedEncoding { encoding: 2, .. }
+    ));
+    let want: Vec<(i64, f64)> = d
+        .series
+        .iter()
+        .find(|(l, _)| l.iter().any(|(_, v)| v == "m_dense"))
+        .unwrap()
+        .1
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t > chunk.max_time && *t < max)
+        .collect();
+    let got: Vec<(i64, f64)> = series
+        .iter()
+        .flat_map(|s| s.all_samples().unwrap())
+        .collect();
+    assert!(want.len() > 1000);
+    assert_eq!(got, want, "the samples of the other chunks");
     // Other series of the block are still read.
     let m_a = [matcher("__name__", "=", "m_a")];
     assert_eq!(block.select(&m_a, min, max - 1).await.unwrap().len(), 6);
