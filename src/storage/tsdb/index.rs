@@ -1,6 +1,6 @@
 //! The block index (format v2) read through ranged reads. [`IndexHeader::read`] fetches the
 //! table of contents, the symbol table and the postings offset table once, at open; postings
-//! lists and series entries are fetched on demand (coalesced, through the [`BlockCache`]).
+//! lists and series entries are fetched on demand (coalesced, through the [`super::BlockCache`]).
 //!
 //! Every length and offset taken from the file is checked against the object's size and the
 //! section it belongs to before anything is read or allocated, and every section with a

@@ -47,8 +47,9 @@ pub enum BlockError {
         what: &'static str,
         version: u32,
     },
-    /// A chunk that is not XOR (native histograms and newer encodings). `select` fails with
-    /// it rather than silently dropping samples; a caller may turn it into a warning.
+    /// A chunk that is not XOR (native histograms and newer encodings). `Block::select`
+    /// fails with it rather than silently dropping samples; `Block::select_floats` leaves
+    /// such chunks out and returns this as a warning per series.
     #[error("series {series}: chunk encoding {encoding} is not supported (only XOR floats)")]
     UnsupportedEncoding { series: String, encoding: u8 },
     /// `meta.json` is not valid JSON or lacks required fields.
