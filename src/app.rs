@@ -50,6 +50,24 @@ impl App {
         self.ready.store(true, Ordering::Relaxed);
     }
 
+    /// The text exposition of promgate's metrics, with what the backends keep themselves
+    /// (block counts, cache lookups) brought up to date first.
+    pub fn render_metrics(&self) -> String {
+        for backend in &self.topology.load().backends {
+            if let Some(set) = backend.block_set() {
+                let c = set.counts();
+                self.metrics.observe_blocks(
+                    backend.name(),
+                    c.loaded,
+                    c.partial,
+                    c.deleted,
+                    c.failed,
+                );
+            }
+        }
+        self.metrics.render()
+    }
+
     /// Re-reads the configuration file and, when it is valid, swaps the topology. An invalid
     /// file changes nothing: the running configuration keeps serving.
     pub async fn reload(self: &Arc<Self>) -> Result<(), ConfigErrors> {
@@ -72,14 +90,15 @@ impl App {
                 }
                 if changed {
                     self.topology.apply(config);
-                    // New backends learn their external labels in the background (or on
-                    // first use, whichever comes first).
-                    let app = self.clone();
-                    tokio::spawn(async move {
-                        let deadline = tokio::time::Instant::now() + DISCOVERY_BUDGET;
-                        app.topology.discover_all(Some(deadline), false).await;
-                    });
                 }
+                // New backends learn their external labels in the background (or on first
+                // use, whichever comes first); blocks backends read their block lists again.
+                let app = self.clone();
+                tokio::spawn(async move {
+                    let deadline = tokio::time::Instant::now() + DISCOVERY_BUDGET;
+                    app.topology.discover_all(Some(deadline), false).await;
+                    app.topology.sync_blocks(Some(deadline)).await;
+                });
                 self.metrics.reload_successful.set(1);
                 self.metrics
                     .reload_success_time

@@ -5,8 +5,9 @@
 //! Data centre `eu1` is an HA pair (replicas `a` and `b` scrape at different offsets, and
 //! `b` was down for 30 minutes), data centre `us1` is one server, on Prometheus 2.42 when it
 //! is installed beside 3.5 (real fleets are rarely uniform). Every server also scrapes
-//! itself, so `up` and metric metadata exist. [`Demo`] keeps the servers running until it is
-//! dropped.
+//! itself, so `up` and metric metadata exist. Older data of `eu1` (the week before) lies in
+//! TSDB blocks in a directory, as a long-term store would hold them, read by a blocks
+//! backend. [`Demo`] keeps the servers running until it is dropped.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,12 @@ pub struct Demo {
     pub data_end_ms: i64,
     /// eu1-b's gap, unix milliseconds.
     pub gap: (i64, i64),
+    /// Where eu1's older blocks are, and the time range they cover (unix milliseconds).
+    pub blocks: (PathBuf, i64, i64),
 }
+
+/// Days of older data in the blocks backend.
+const BLOCK_DAYS: i64 = 7;
 
 /// Installs Prometheus when it is missing (as root on Debian), starts the three servers with
 /// `hours` of backfilled data, and writes `dir/promgate.toml` listening on `listen`.
@@ -54,6 +60,10 @@ pub fn prepare_demo(dir: &Path, listen: &str, hours: i64) -> Result<Demo, String
     let eu1_b = eu1.clone().offset(7_500).gap(gap.0, gap.1);
     let mut us1 = eu1.clone().offset(3_000);
     us1.instances = 6;
+    // The week before, at one sample a minute: what eu1-a would have shipped to storage.
+    let mut older = SynthSpec::hours_until(eu1.start_ms - 60_000, BLOCK_DAYS * 24);
+    older.interval_ms = 60_000;
+    let blocks_dir = dir.join("blocks-eu1");
 
     let ports = [
         preferred_port(9091)?,
@@ -78,30 +88,40 @@ pub fn prepare_demo(dir: &Path, listen: &str, hours: i64) -> Result<Demo, String
         ("eu1-b", "eu1", "b", &main, eu1_b, ports[1], eu1_targets),
         ("us1-a", "us1", "a", &other, us1, ports[2], Vec::new()),
     ];
-    eprintln!("backfilling {hours} h of data into 3 Prometheus servers and starting them...");
-    let started: Vec<Result<PrometheusServer, String>> = std::thread::scope(|s| {
-        let handles: Vec<_> = plans
-            .iter()
-            .map(|(_, cluster, replica, bin, spec, port, targets)| {
-                s.spawn(move || {
-                    let mut options = PrometheusOptions::default()
-                        .labels(&[("cluster", cluster), ("replica", replica)])
-                        .data(openmetrics(spec))
-                        .scrape_self(Duration::from_secs(15));
-                    options.port = Some(*port);
-                    options.scrape_targets = targets.clone();
-                    PrometheusServer::start(bin, options)
+    eprintln!(
+        "backfilling {hours} h of data into 3 Prometheus servers and starting them, \
+         and {BLOCK_DAYS} days of older data into blocks..."
+    );
+    let (started, blocks): (Vec<Result<PrometheusServer, String>>, Result<(), String>) =
+        std::thread::scope(|s| {
+            let blocks = s.spawn(|| write_blocks(&main, &older, &blocks_dir));
+            let handles: Vec<_> = plans
+                .iter()
+                .map(|(_, cluster, replica, bin, spec, port, targets)| {
+                    s.spawn(move || {
+                        let mut options = PrometheusOptions::default()
+                            .labels(&[("cluster", cluster), ("replica", replica)])
+                            .data(openmetrics(spec))
+                            .scrape_self(Duration::from_secs(15));
+                        options.port = Some(*port);
+                        options.scrape_targets = targets.clone();
+                        PrometheusServer::start(bin, options)
+                    })
                 })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("a server start panicked".to_string()))
-            })
-            .collect()
-    });
+                .collect();
+            let started = handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("a server start panicked".to_string()))
+                })
+                .collect();
+            let blocks = blocks
+                .join()
+                .unwrap_or_else(|_| Err("writing blocks panicked".to_string()));
+            (started, blocks)
+        });
+    blocks?;
     let mut backends = Vec::new();
     for ((name, cluster, replica, ..), server) in plans.iter().zip(started) {
         backends.push((
@@ -112,17 +132,36 @@ pub fn prepare_demo(dir: &Path, listen: &str, hours: i64) -> Result<Demo, String
         ));
     }
     let config_path = dir.join("promgate.toml");
-    std::fs::write(&config_path, config_toml(listen, &backends))
+    std::fs::write(&config_path, config_toml(listen, &backends, &blocks_dir))
         .map_err(|e| format!("writing {}: {e}", config_path.display()))?;
     Ok(Demo {
         backends,
         config_path,
         data_end_ms: eu1.end_ms,
         gap,
+        blocks: (blocks_dir, older.start_ms, older.end_ms),
     })
 }
 
-fn config_toml(listen: &str, backends: &[(String, String, String, PrometheusServer)]) -> String {
+/// Writes the blocks of `spec` into a fresh `dir`.
+fn write_blocks(bin: &PrometheusBinary, spec: &SynthSpec, dir: &Path) -> Result<(), String> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| format!("clearing {}: {e}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let text = dir.with_extension("om");
+    std::fs::write(&text, openmetrics(spec))
+        .map_err(|e| format!("writing {}: {e}", text.display()))?;
+    let written = bin.backfill(&text, dir);
+    let _ = std::fs::remove_file(&text);
+    written
+}
+
+fn config_toml(
+    listen: &str,
+    backends: &[(String, String, String, PrometheusServer)],
+    blocks: &Path,
+) -> String {
     let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
     let mut t = String::from("# Written by `promgate demo`.\n");
     let _ = writeln!(t, "[server]\nlisten = {}\n", quote(listen));
@@ -137,6 +176,13 @@ fn config_toml(listen: &str, backends: &[(String, String, String, PrometheusServ
             quote(&server.url())
         );
     }
+    let _ = write!(
+        t,
+        "\n# eu1's older data, as eu1-a would have shipped it to a bucket.\n\
+         [[backend]]\nname = \"eu1-lts\"\nkind = \"blocks\"\ndir = {}\n\
+         labels = {{ cluster = \"eu1\", replica = \"a\" }}\n",
+        quote(&blocks.display().to_string())
+    );
     t
 }
 
@@ -163,10 +209,19 @@ impl Demo {
             "The synthetic data ends at {}; eu1-b misses 30 minutes, which promgate fills from eu1-a.",
             rfc3339(self.data_end_ms)
         );
+        let (blocks, from, to) = &self.blocks;
+        let _ = writeln!(
+            t,
+            "  eu1-lts blocks in {} from {} to {}, cluster=eu1 replica=a",
+            blocks.display(),
+            rfc3339(*from),
+            rfc3339(*to)
+        );
         let _ = writeln!(t, "Config: {}\n", self.config_path.display());
         let at = format!("time={}", self.data_end_ms / 1000);
         let (start, end) = (self.gap.0 / 1000 - 3600, self.gap.1 / 1000 + 3600);
-        let examples: [(&str, &str, Vec<String>); 5] = [
+        let week = format!("time={}", self.blocks.2 / 1000);
+        let examples: [(&str, &str, Vec<String>); 6] = [
             (
                 "every scrape target, both data centres",
                 "/api/v1/query",
@@ -194,6 +249,14 @@ impl Demo {
                 "a sum across data centres (answered per group, with a warning)",
                 "/api/v1/query",
                 vec!["query=sum(demo_temperature_celsius)".into(), at],
+            ),
+            (
+                "eu1 a week ago, from its blocks",
+                "/api/v1/query",
+                vec![
+                    "query=sum by (cluster) (rate(demo_requests_total[5m]))".into(),
+                    week,
+                ],
             ),
             ("values of a label", "/api/v1/label/cluster/values", vec![]),
         ];

@@ -39,6 +39,19 @@ pub struct BackendOnly {
     pub backend: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BlockState {
+    pub backend: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheOutcome {
+    pub backend: String,
+    pub item: String,
+    pub result: String,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new([
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -59,6 +72,8 @@ pub struct Metrics {
     pub reload_success_time: Gauge,
     pub reloads: Family<HandlerOnly, Counter>,
     pub query_paths: Family<QueryPath, Counter>,
+    pub blocks: Family<BlockState, Gauge>,
+    pub block_cache: Family<CacheOutcome, Counter>,
 }
 
 impl Metrics {
@@ -132,6 +147,20 @@ impl Metrics {
              group, combined), engine (evaluated by promgate over raw data)",
             query_paths.clone(),
         );
+        let blocks = Family::<BlockState, Gauge>::default();
+        registry.register(
+            "blocks",
+            "TSDB blocks of blocks backends by state at the last sync: loaded, partial (no \
+             meta.json yet), deleted (deletion mark), unreadable",
+            blocks.clone(),
+        );
+        let block_cache = Family::<CacheOutcome, Counter>::default();
+        registry.register(
+            "blocks_cache_requests",
+            "Lookups in a blocks backend's cache by item (postings, series, chunks) and \
+             result (hit, miss)",
+            block_cache.clone(),
+        );
         registry.register(
             "build",
             "promgate build information",
@@ -149,6 +178,8 @@ impl Metrics {
             reload_success_time,
             reloads,
             query_paths,
+            blocks,
+            block_cache,
         })
     }
 
@@ -195,6 +226,44 @@ impl Metrics {
             .set(state);
     }
 
+    /// Shows how a blocks backend's blocks stand.
+    pub fn observe_blocks(
+        &self,
+        backend: &str,
+        loaded: usize,
+        partial: usize,
+        deleted: usize,
+        unreadable: usize,
+    ) {
+        for (state, n) in [
+            ("loaded", loaded),
+            ("partial", partial),
+            ("deleted", deleted),
+            ("unreadable", unreadable),
+        ] {
+            self.blocks
+                .get_or_create(&BlockState {
+                    backend: backend.to_string(),
+                    state: state.to_string(),
+                })
+                .set(n as i64);
+        }
+    }
+
+    /// Brings a blocks backend's cache counters up to `total` lookups of `item` with
+    /// `result` (the cache counts; this mirrors it).
+    pub fn observe_block_cache(&self, backend: &str, item: &str, result: &str, total: u64) {
+        let counter = self.block_cache.get_or_create(&CacheOutcome {
+            backend: backend.to_string(),
+            item: item.to_string(),
+            result: result.to_string(),
+        });
+        let seen = counter.get();
+        if total > seen {
+            counter.inc_by(total - seen);
+        }
+    }
+
     /// Drops the series of a backend that left the configuration.
     pub fn forget_backend(&self, backend: &str) {
         let key = BackendOnly {
@@ -203,6 +272,21 @@ impl Metrics {
         self.backend_duration.remove(&key);
         self.backend_up.remove(&key);
         self.breaker_state.remove(&key);
+        for state in ["loaded", "partial", "deleted", "unreadable"] {
+            self.blocks.remove(&BlockState {
+                backend: backend.to_string(),
+                state: state.to_string(),
+            });
+        }
+        for item in ["postings", "series", "chunks"] {
+            for result in ["hit", "miss"] {
+                self.block_cache.remove(&CacheOutcome {
+                    backend: backend.to_string(),
+                    item: item.to_string(),
+                    result: result.to_string(),
+                });
+            }
+        }
         for result in ["success", "error", "timeout"] {
             self.backend_requests.remove(&BackendResult {
                 backend: backend.to_string(),

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use crate::storage::object::{ObjectError, ObjectStore};
+pub use crate::storage::tsdb::meta::is_ulid;
 
 /// What happened to one directory of the data directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,16 +316,6 @@ pub fn with_thanos_section(
     meta
 }
 
-/// Whether `name` is a ULID as Prometheus writes them: 26 characters of Crockford's
-/// base32 in upper case, the first at most `7` (128 bits).
-pub fn is_ulid(name: &str) -> bool {
-    name.len() == 26
-        && name.as_bytes()[0] <= b'7'
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b.is_ascii_uppercase() && !b"ILOU".contains(&b)))
-}
-
 /// `k=v,k2=v2` as labels; names must be Prometheus label names.
 pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
     let mut labels = BTreeMap::new();
@@ -353,19 +344,6 @@ pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ulids_are_told_apart() {
-        assert!(is_ulid("01JC2Z8X3W5Q7R9T1V3X5Z7B9D"));
-        assert!(is_ulid("7ZZZZZZZZZZZZZZZZZZZZZZZZZ"));
-        assert!(!is_ulid("8ZZZZZZZZZZZZZZZZZZZZZZZZZ"));
-        assert!(!is_ulid("01JC2Z8X3W5Q7R9T1V3X5Z7B9"));
-        assert!(!is_ulid("01JC2Z8X3W5Q7R9T1V3X5Z7B9DX"));
-        assert!(!is_ulid("01jc2z8x3w5q7r9t1v3x5z7b9d"));
-        assert!(!is_ulid("01JC2Z8X3W5Q7R9T1V3X5Z7B9I"));
-        assert!(!is_ulid("01JC2Z8X3W5Q7R9T1V3X5Z7B9D.tmp-for-creation"));
-        assert!(!is_ulid("chunks_head"));
-    }
 
     #[test]
     fn labels_parse_from_pairs() {

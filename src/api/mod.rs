@@ -145,7 +145,7 @@ async fn route(
         }
         "/metrics" if get => Ok(Reply::Text(
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            app.metrics.render(),
+            app.render_metrics(),
         )),
         p if get && label_values_name(p).is_some() => {
             let name = percent_decode(label_values_name(p).unwrap_or_default());

@@ -78,17 +78,31 @@ pub async fn range(app: &App, params: &Params) -> Result<Reply, ApiError> {
     run(app, params, Range::Range { start, end, step }).await
 }
 
-/// Whether a backend without a query API (InfluxDB) may hold series of `expr`.
+/// Whether a backend without a query API (InfluxDB, blocks) may hold series `expr` reads
+/// when evaluated over `range`.
 fn raw_store_relevant(
     topology: &crate::backend::Topology,
     expr: &promql_parser::parser::Expr,
+    range: Range,
+    lookback_ms: i64,
 ) -> bool {
-    topology.backends.iter().any(|b| {
-        if b.config.kind.has_query_api() {
-            return false;
-        }
-        let labels = b.external_labels().unwrap_or_default();
-        !plan_groups(expr, &[&*labels]).queries.is_empty()
+    let raw: Vec<_> = topology
+        .backends
+        .iter()
+        .filter(|b| !b.config.kind.has_query_api())
+        .collect();
+    if raw.is_empty() {
+        return false;
+    }
+    let (start, end) = match range {
+        Range::Instant { time } => (time, time),
+        Range::Range { start, end, .. } => (start, end),
+    };
+    let spans = crate::promql::engine::selector_spans(expr, start, end, lookback_ms);
+    raw.iter().any(|b| {
+        spans
+            .iter()
+            .any(|(vs, from, to)| b.may_hold(vs, *from, *to))
     })
 }
 
@@ -137,10 +151,14 @@ fn seconds(ms: i64) -> String {
 
 async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError> {
     let budget = Budget::from_params(app, params)?;
+    let mut lookback_ms = crate::promql::engine::EngineOptions::default().lookback_delta_ms;
     if let Some(v) = params.non_empty("lookback_delta") {
-        crate::time::parse_duration_param(v).map_err(|e| {
+        let ms = crate::time::parse_duration_param(v).map_err(|e| {
             ApiError::bad_data(format!("error parsing lookback delta duration: {e}"))
         })?;
+        if ms > 0 {
+            lookback_ms = ms;
+        }
     }
     let query = params.get("query").unwrap_or("");
     let topology = app.topology.load();
@@ -178,7 +196,7 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
             .iter()
             .any(|b| !b.evaluates_like_promgate())
     });
-    let raw = raw_store_relevant(&topology, &expr);
+    let raw = raw_store_relevant(&topology, &expr, range, lookback_ms);
     // An aggregation that decomposes goes to each group as a partial aggregation.
     if across && !older && !raw && unknown.is_empty() {
         if let Some(pushdown) = crate::promql::pushdown::plan_pushdown(&expr, &labels) {

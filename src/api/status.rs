@@ -77,11 +77,24 @@ pub fn backends(app: &App) -> Reply {
             });
             let status = b.status();
             let breaker = b.breaker();
+            let blocks = b.block_set().map(|set| {
+                let counts = set.counts();
+                serde_json::json!({
+                    "location": set.describe(),
+                    "loaded": counts.loaded,
+                    "partial": counts.partial,
+                    "markedForDeletion": counts.deleted,
+                    "unreadable": counts.failed,
+                    "minTime": counts.time_range.map(|(min, _)| seconds(min)),
+                    "maxTime": counts.time_range.map(|(_, max)| seconds(max)),
+                })
+            });
             serde_json::json!({
                 "name": b.name(),
                 "kind": b.config.kind.to_string(),
                 "url": b.config.url,
                 "version": b.version().as_deref(),
+                "blocks": blocks,
                 "externalLabels": labels.as_deref(),
                 "group": group,
                 "up": b.is_healthy(),

@@ -3,6 +3,7 @@
 //! whether it answered last time). The set of backends is a [`Topology`], swapped whole on
 //! reload while unchanged backends carry over with their state.
 
+pub mod blocks;
 pub mod client;
 pub mod error;
 pub mod fanout;
@@ -25,6 +26,7 @@ use crate::config::{BackendConfig, BackendKind};
 use crate::error::ErrorType;
 use crate::layer::breaker::{BreakerHandle, BreakerOpen, BreakerState, CircuitBreakerLayer};
 use crate::model::Envelope;
+use crate::storage::object::{FsObjects, ObjectStore, S3Location, S3Objects, UnusableObjects};
 use crate::storage::remote::{RemoteReadClient, RemoteReadConfig};
 use crate::telemetry::Metrics;
 pub use client::{ApiRequest, ApiResponse, HttpClient, PrometheusHttp};
@@ -47,11 +49,25 @@ const MAX_RESPONSE_BYTES: usize = 1 << 30;
 /// How long to wait before asking an unreachable backend for its labels again.
 const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
 
+/// A blocks backend's layered select service.
+pub type BlocksReadService = BoxCloneSyncService<blocks::BlocksCall, ReadAnswer, BackendError>;
+
+/// How a backend's raw series are read.
+enum Reader {
+    /// Prometheus remote read (Prometheus, InfluxDB).
+    Remote(ReadService),
+    /// TSDB blocks read by promgate itself.
+    Blocks {
+        service: BlocksReadService,
+        set: Arc<blocks::BlockSet>,
+    },
+}
+
 /// One configured backend and what promgate knows about it.
 pub struct Backend {
     pub config: BackendConfig,
     service: BackendService,
-    reader: ReadService,
+    reader: Reader,
     labels: ArcSwapOption<ExternalLabels>,
     /// The version from /api/v1/status/buildinfo, once read.
     version: ArcSwapOption<String>,
@@ -80,12 +96,41 @@ impl Backend {
         let limit = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests));
         let http = PrometheusHttp::new(client.clone(), &config.url, MAX_RESPONSE_BYTES);
         let service = layered(http, &config, &breaker, &limit, breaker_failure);
-        let reader = read::RemoteReadService::new(read_client(&config, client));
-        let reader = layered(reader, &config, &breaker, &limit, read_breaker_failure);
+        let reader = match config.kind {
+            BackendKind::Blocks => {
+                let set = Arc::new(blocks::BlockSet::new(
+                    &config.name,
+                    object_store(&config),
+                    config.labels.clone().unwrap_or_default(),
+                    Arc::new(crate::storage::tsdb::BlockCache::new(
+                        usize::try_from(config.cache_size.0).unwrap_or(usize::MAX),
+                    )),
+                    config.sync_interval.0,
+                ));
+                let service = blocks::BlocksService::new(set.clone());
+                Reader::Blocks {
+                    service: layered(service, &config, &breaker, &limit, read_breaker_failure),
+                    set,
+                }
+            }
+            BackendKind::Prometheus | BackendKind::Influx => {
+                let service = read::RemoteReadService::new(read_client(&config, client));
+                Reader::Remote(layered(
+                    service,
+                    &config,
+                    &breaker,
+                    &limit,
+                    read_breaker_failure,
+                ))
+            }
+        };
         let labels = match (&config.labels, config.kind) {
             (Some(configured), _) => Some(Arc::new(configured.clone())),
-            // Nothing to discover: the configured labels (or none) are its external labels.
-            (None, BackendKind::Influx) => Some(Arc::new(ExternalLabels::new())),
+            // Nothing to discover: the configured labels (or none) are its external labels
+            // (for blocks, those of blocks whose meta names none).
+            (None, BackendKind::Influx | BackendKind::Blocks) => {
+                Some(Arc::new(ExternalLabels::new()))
+            }
             (None, BackendKind::Prometheus) => None,
         };
         let labels = ArcSwapOption::from(labels);
@@ -196,11 +241,69 @@ impl Backend {
 
     /// Sends one remote read query through the backend's stack.
     pub async fn read(&self, call: ReadCall) -> Result<ReadAnswer, BackendError> {
+        let Reader::Remote(reader) = &self.reader else {
+            return Err(BackendError::Decode(format!(
+                "backend {} has no remote read endpoint",
+                self.name()
+            )));
+        };
         let started = std::time::Instant::now();
-        let result = self.reader.clone().oneshot(call).await;
+        let result = reader.clone().oneshot(call).await;
         let failure = result.as_ref().err().filter(|e| !e.is_request_error());
         self.record(failure, started.elapsed());
         result
+    }
+
+    /// Reads one select from a blocks backend through its stack.
+    async fn read_blocks(
+        &self,
+        service: &BlocksReadService,
+        call: blocks::BlocksCall,
+    ) -> Result<ReadAnswer, BackendError> {
+        let started = std::time::Instant::now();
+        let result = service.clone().oneshot(call).await;
+        self.record(result.as_ref().err(), started.elapsed());
+        result
+    }
+
+    fn blocks_service(&self) -> Option<&BlocksReadService> {
+        match &self.reader {
+            Reader::Blocks { service, .. } => Some(service),
+            Reader::Remote(_) => None,
+        }
+    }
+
+    /// Whether the backend may hold series `vs` selects with samples in `start_ms..=end_ms`,
+    /// as far as its external labels and (for blocks) time range tell.
+    pub fn may_hold(
+        &self,
+        vs: &promql_parser::parser::VectorSelector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> bool {
+        let alternatives = crate::storage::SelectRequest::selector_matchers(vs);
+        let fits = |labels: &ExternalLabels| {
+            alternatives.iter().any(|matchers| {
+                matchers
+                    .iter()
+                    .all(|m| labels.get(&m.name).is_none_or(|v| m.is_match(v)))
+            })
+        };
+        match &self.reader {
+            Reader::Blocks { set, .. } => {
+                let sets = set.label_sets();
+                set.covers(start_ms, end_ms) && (sets.is_empty() || sets.iter().any(fits))
+            }
+            Reader::Remote(_) => self.external_labels().is_none_or(|l| fits(&l)),
+        }
+    }
+
+    /// The blocks of a blocks backend.
+    pub fn block_set(&self) -> Option<&Arc<blocks::BlockSet>> {
+        match &self.reader {
+            Reader::Blocks { set, .. } => Some(set),
+            Reader::Remote(_) => None,
+        }
     }
 
     /// Notes the outcome of one request in the backend's health, status and metrics.
@@ -319,11 +422,62 @@ fn read_breaker_failure(result: Result<&ReadAnswer, &BoxError>) -> Option<String
     }
 }
 
+/// Where a blocks backend's objects are. A bucket that cannot be set up (keys missing from
+/// the environment) gives a store failing with the reason, so the backend reports it.
+fn object_store(config: &BackendConfig) -> Arc<dyn ObjectStore> {
+    let Some(bucket) = &config.bucket else {
+        return Arc::new(FsObjects::new(config.dir.clone().unwrap_or_default()));
+    };
+    let what = format!("s3://{}/{}", bucket.bucket, bucket.prefix);
+    match bucket_location(bucket, |name| std::env::var(name).ok())
+        .and_then(|location| S3Objects::new(&location, config.timeout.0))
+    {
+        Ok(store) => Arc::new(store),
+        Err(reason) => {
+            tracing::error!(backend = %config.name, %reason, "bucket unusable");
+            Arc::new(UnusableObjects::new(what, reason))
+        }
+    }
+}
+
+/// The S3 location of `[backend.bucket]`, keys read from the variables it names (`env`
+/// looks one up); without keys or names, the S3 client reads AWS's usual variables.
+fn bucket_location(
+    bucket: &crate::config::BucketConfig,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<S3Location, String> {
+    let from_env = |name: &Option<String>| match name {
+        Some(n) => env(n)
+            .map(Some)
+            .ok_or_else(|| format!("environment variable {n} is not set")),
+        None => Ok(None),
+    };
+    let access_key = match &bucket.access_key {
+        Some(k) => Some(k.clone()),
+        None => from_env(&bucket.access_key_env)?,
+    };
+    let secret_key = match &bucket.secret_key {
+        Some(k) => Some(k.clone()),
+        None => from_env(&bucket.secret_key_env)?,
+    };
+    Ok(S3Location {
+        endpoint: bucket.endpoint.clone(),
+        bucket: bucket.bucket.clone(),
+        prefix: bucket.prefix.clone(),
+        region: bucket.region.clone(),
+        path_style: bucket.path_style,
+        access_key,
+        secret_key,
+    })
+}
+
 /// The remote read endpoint of a backend.
 fn read_client(config: &BackendConfig, client: HttpClient) -> RemoteReadClient {
     let base = config.url.trim_end_matches('/');
     match config.kind {
-        BackendKind::Prometheus => RemoteReadClient::new(client, base, RemoteReadConfig::default()),
+        BackendKind::Prometheus | BackendKind::Blocks => {
+            RemoteReadClient::new(client, base, RemoteReadConfig::default())
+        }
         BackendKind::Influx => {
             let db: String = url::form_urlencoded::byte_serialize(
                 config.database.as_deref().unwrap_or_default().as_bytes(),
@@ -434,6 +588,42 @@ mod tests {
         assert_eq!(labels.get("replica").map(String::as_str), Some("a"));
         let none = br#"{"status":"success","data":{"yaml":"global:\n  scrape_interval: 15s\n"}}"#;
         assert!(parse_external_labels(none).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bucket_keys_come_from_the_config_or_the_variables_it_names() {
+        let mut bucket = crate::config::BucketConfig {
+            endpoint: "http://127.0.0.1:9000".into(),
+            bucket: "metrics".into(),
+            prefix: "eu1/".into(),
+            region: "eu-west-1".into(),
+            path_style: true,
+            access_key: None,
+            secret_key: None,
+            access_key_env: Some("K".into()),
+            secret_key_env: Some("S".into()),
+        };
+        let env = |name: &str| match name {
+            "K" => Some("key".to_string()),
+            "S" => Some("secret".to_string()),
+            _ => None,
+        };
+        let location = bucket_location(&bucket, env).unwrap();
+        assert_eq!(location.access_key.as_deref(), Some("key"));
+        assert_eq!(location.secret_key.as_deref(), Some("secret"));
+        assert_eq!(
+            (location.prefix.as_str(), location.path_style),
+            ("eu1/", true)
+        );
+        bucket.secret_key_env = Some("MISSING".into());
+        assert_eq!(
+            bucket_location(&bucket, env).unwrap_err(),
+            "environment variable MISSING is not set"
+        );
+        bucket.access_key_env = None;
+        bucket.secret_key_env = None;
+        let location = bucket_location(&bucket, env).unwrap();
+        assert_eq!((location.access_key, location.secret_key), (None, None));
     }
 
     #[test]

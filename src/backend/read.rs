@@ -123,6 +123,16 @@ impl Backend {
         &self,
         request: &SelectRequest,
     ) -> Result<Vec<SelectedSeries>, BackendError> {
+        if let Some(service) = self.blocks_service() {
+            let call = super::blocks::BlocksCall {
+                matchers: request.matchers.clone(),
+                start_ms: request.start_ms,
+                end_ms: request.end_ms,
+                deadline: request.deadline,
+            };
+            let ReadAnswer(series) = self.read_blocks(service, call).await?;
+            return Ok(keep_matching(series, &[], &request.matchers));
+        }
         let external = self.ensure_labels(request.deadline).await?;
         let Some(sent) = matchers_to_send(self.config.kind, &request.matchers, &external) else {
             return Ok(Vec::new());
@@ -151,22 +161,31 @@ impl Backend {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        Ok(series
-            .into_iter()
-            .filter_map(|series| {
-                let mut labels = Labels::new(series.labels.clone());
-                for (name, value) in &pairs {
-                    labels.remove(name);
-                    labels.set_if_absent(name, value);
-                }
-                let keep = request
-                    .matchers
-                    .iter()
-                    .all(|m| m.is_match(labels.get(&m.name).unwrap_or("")));
-                keep.then_some(SelectedSeries { labels, series })
-            })
-            .collect())
+        Ok(keep_matching(series, &pairs, &request.matchers))
     }
+}
+
+/// The series of an answer with `external` labels set on them (replacing what the series
+/// carried) that match every one of `matchers`.
+fn keep_matching(
+    series: Vec<RemoteSeries>,
+    external: &[(String, String)],
+    matchers: &[Matcher],
+) -> Vec<SelectedSeries> {
+    series
+        .into_iter()
+        .filter_map(|series| {
+            let mut labels = Labels::new(series.labels.clone());
+            for (name, value) in external {
+                labels.remove(name);
+                labels.set_if_absent(name, value);
+            }
+            let keep = matchers
+                .iter()
+                .all(|m| m.is_match(labels.get(&m.name).unwrap_or("")));
+            keep.then_some(SelectedSeries { labels, series })
+        })
+        .collect()
 }
 
 /// The matchers `kind` is sent for `matchers`: `None` when the external labels already rule
@@ -185,7 +204,7 @@ fn matchers_to_send(
             continue;
         }
         match kind {
-            BackendKind::Prometheus => sent.push(to_proto(m)),
+            BackendKind::Prometheus | BackendKind::Blocks => sent.push(to_proto(m)),
             BackendKind::Influx => {
                 if let Some(p) = influx_matcher(m) {
                     sent.push(p);

@@ -186,6 +186,7 @@ impl TopologyHandle {
     /// configuration).
     pub async fn discover_all(&self, deadline: Option<Instant>, refresh: bool) {
         let topology = self.load();
+        let syncs = self.sync_some_blocks(deadline, false);
         let lookups = topology
             .backends
             .iter()
@@ -194,10 +195,40 @@ impl TopologyHandle {
                 b.config.kind.has_query_api() && (refresh || unknown)
             })
             .map(|b| b.discover_labels(deadline));
-        for result in futures::future::join_all(lookups).await {
+        let (results, _) = futures::future::join(futures::future::join_all(lookups), syncs).await;
+        for result in results {
             if let Err(e) = result {
                 tracing::warn!(error = %e, "backend external label discovery failed");
             }
         }
+    }
+
+    /// Reads the block list of every blocks backend again.
+    pub async fn sync_blocks(&self, deadline: Option<Instant>) {
+        self.sync_some_blocks(deadline, true).await
+    }
+
+    /// Reads the block lists of blocks backends not read yet or not for their sync interval;
+    /// with `all`, of every one.
+    async fn sync_some_blocks(&self, deadline: Option<Instant>, all: bool) {
+        let topology = self.load();
+        let syncs = topology
+            .backends
+            .iter()
+            .filter_map(|b| b.block_set().map(|set| (b, set)))
+            .filter(|(_, set)| all || set.due())
+            .map(|(b, set)| async move {
+                let sync = set.sync();
+                let result = match deadline {
+                    Some(d) => tokio::time::timeout_at(d, sync)
+                        .await
+                        .unwrap_or(Err(crate::storage::object::ObjectError::Timeout)),
+                    None => sync.await,
+                };
+                if let Err(e) = result {
+                    tracing::warn!(backend = b.name(), error = %e, "block list not read");
+                }
+            });
+        futures::future::join_all(syncs).await;
     }
 }

@@ -84,6 +84,8 @@ impl Default for QueryConfig {
 pub struct BackendConfig {
     pub name: String,
     pub kind: BackendKind,
+    /// Prometheus and InfluxDB: where the server is.
+    #[serde(default)]
     pub url: String,
     /// InfluxDB only: the database read through `/api/v1/prom/read?db=`.
     #[serde(default)]
@@ -106,6 +108,107 @@ pub struct BackendConfig {
     /// When to stop sending this backend requests for a while.
     #[serde(default)]
     pub breaker: crate::layer::breaker::BreakerConfig,
+    /// Blocks only: the S3 bucket holding them.
+    #[serde(default)]
+    pub bucket: Option<BucketConfig>,
+    /// Blocks only: the directory holding them (instead of a bucket).
+    #[serde(default)]
+    pub dir: Option<String>,
+    /// Blocks only: how often the block list is read again.
+    #[serde(default = "default_sync_interval")]
+    pub sync_interval: PromDuration,
+    /// Blocks only: memory for cached postings, series and chunks.
+    #[serde(default = "default_cache_size")]
+    pub cache_size: ByteSize,
+}
+
+/// `[backend.bucket]`: an S3 bucket (AWS or any S3-compatible server).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketConfig {
+    /// `https://s3.eu-west-1.amazonaws.com`, `http://127.0.0.1:9000`.
+    pub endpoint: String,
+    pub bucket: String,
+    /// Only objects under this prefix (`eu1-a/`).
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// `endpoint/bucket/key` rather than `bucket.endpoint/key` (MinIO and most
+    /// S3-compatible servers want this).
+    #[serde(default)]
+    pub path_style: bool,
+    #[serde(default)]
+    pub access_key: Option<String>,
+    #[serde(default)]
+    pub secret_key: Option<String>,
+    /// Names of environment variables holding the keys; without keys or these,
+    /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are used.
+    #[serde(default)]
+    pub access_key_env: Option<String>,
+    #[serde(default)]
+    pub secret_key_env: Option<String>,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_string()
+}
+
+fn default_sync_interval() -> PromDuration {
+    PromDuration(Duration::from_secs(180))
+}
+
+fn default_cache_size() -> ByteSize {
+    ByteSize(512 << 20)
+}
+
+/// A size in bytes, written as a number or with a unit (`"512MiB"`, `"2GB"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(text: &str) -> Result<ByteSize, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("{text:?} is not a size (like 512MiB)"))?;
+        let factor: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KB" => 1000,
+            "KiB" => 1 << 10,
+            "MB" => 1_000_000,
+            "MiB" => 1 << 20,
+            "GB" => 1_000_000_000,
+            "GiB" => 1 << 30,
+            other => {
+                return Err(format!(
+                    "unknown size unit {other:?} (B, KB, KiB, MB, MiB, GB, GiB)"
+                ));
+            }
+        };
+        n.checked_mul(factor)
+            .map(ByteSize)
+            .ok_or_else(|| format!("{text:?} is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(t) => ByteSize::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 fn default_retries() -> u32 {
@@ -131,6 +234,8 @@ pub enum BackendKind {
     Prometheus,
     /// InfluxDB 1.x through its Prometheus remote read endpoint: raw data only.
     Influx,
+    /// Prometheus TSDB blocks in an S3 bucket or a directory: raw data only.
+    Blocks,
 }
 
 impl BackendKind {
@@ -146,6 +251,7 @@ impl fmt::Display for BackendKind {
         match self {
             BackendKind::Prometheus => f.write_str("prometheus"),
             BackendKind::Influx => f.write_str("influx"),
+            BackendKind::Blocks => f.write_str("blocks"),
         }
     }
 }

@@ -107,19 +107,18 @@ fn check_backend(i: usize, backend: &BackendConfig, problems: &mut Vec<String>) 
             backend.name
         ));
     }
-    match url::Url::parse(&backend.url) {
-        Ok(url) if !matches!(url.scheme(), "http" | "https") => problems.push(format!(
-            "{}: scheme {:?} is not http or https",
-            at("url"),
-            url.scheme()
-        )),
-        Ok(url) if url.host().is_none() => problems.push(format!("{}: URL has no host", at("url"))),
-        Ok(url) if url.query().is_some() || url.fragment().is_some() => problems.push(format!(
-            "{}: URL must not have a query or fragment",
-            at("url")
-        )),
-        Ok(_) => {}
-        Err(e) => problems.push(format!("{}: {e}", at("url"))),
+    if backend.kind == BackendKind::Blocks {
+        check_blocks(&at, backend, problems);
+    } else {
+        check_url(&at("url"), &backend.url, problems);
+        for (field, set) in [
+            ("bucket", backend.bucket.is_some()),
+            ("dir", backend.dir.is_some()),
+        ] {
+            if set {
+                problems.push(format!("{}: only for kind = \"blocks\"", at(field)));
+            }
+        }
     }
     match (backend.kind, &backend.database) {
         (BackendKind::Influx, None) => problems.push(format!(
@@ -129,7 +128,7 @@ fn check_backend(i: usize, backend: &BackendConfig, problems: &mut Vec<String>) 
         (BackendKind::Influx, Some(db)) if db.is_empty() => {
             problems.push(format!("{}: must not be empty", at("database")))
         }
-        (BackendKind::Prometheus, Some(_)) => {
+        (BackendKind::Prometheus | BackendKind::Blocks, Some(_)) => {
             problems.push(format!("{}: only for kind = \"influx\"", at("database")))
         }
         _ => {}
@@ -152,6 +151,72 @@ fn check_backend(i: usize, backend: &BackendConfig, problems: &mut Vec<String>) 
                 problems.push(format!("{}: invalid label name {name:?}", at("labels")));
             }
         }
+    }
+}
+
+fn check_url(at: &str, url: &str, problems: &mut Vec<String>) {
+    match url::Url::parse(url) {
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => problems.push(format!(
+            "{at}: scheme {:?} is not http or https",
+            url.scheme()
+        )),
+        Ok(url) if url.host().is_none() => problems.push(format!("{at}: URL has no host")),
+        Ok(url) if url.query().is_some() || url.fragment().is_some() => {
+            problems.push(format!("{at}: URL must not have a query or fragment"))
+        }
+        Ok(_) => {}
+        Err(e) => problems.push(format!("{at}: {e}")),
+    }
+}
+
+/// A blocks backend reads a bucket or a directory, never a URL.
+fn check_blocks(at: &dyn Fn(&str) -> String, backend: &BackendConfig, problems: &mut Vec<String>) {
+    if !backend.url.is_empty() {
+        problems.push(format!(
+            "{}: not for kind = \"blocks\" (use [backend.bucket] or dir)",
+            at("url")
+        ));
+    }
+    match (&backend.bucket, &backend.dir) {
+        (None, None) => problems.push(format!(
+            "{}: kind = \"blocks\" needs [backend.bucket] or dir",
+            at("bucket")
+        )),
+        (Some(_), Some(_)) => problems.push(format!(
+            "{}: give [backend.bucket] or dir, not both",
+            at("dir")
+        )),
+        (None, Some(dir)) if dir.is_empty() => {
+            problems.push(format!("{}: must not be empty", at("dir")))
+        }
+        (Some(bucket), None) => {
+            check_url(&at("bucket.endpoint"), &bucket.endpoint, problems);
+            if bucket.bucket.is_empty() {
+                problems.push(format!("{}: must not be empty", at("bucket.bucket")));
+            }
+            if !bucket.prefix.is_empty() && !bucket.prefix.ends_with('/') {
+                problems.push(format!("{}: must end with '/'", at("bucket.prefix")));
+            }
+            if bucket.prefix.starts_with('/') {
+                problems.push(format!("{}: must not start with '/'", at("bucket.prefix")));
+            }
+            if bucket.access_key.is_some() != bucket.secret_key.is_some() {
+                problems.push(format!(
+                    "{}: access_key and secret_key go together",
+                    at("bucket")
+                ));
+            }
+            if bucket.access_key_env.is_some() != bucket.secret_key_env.is_some() {
+                problems.push(format!(
+                    "{}: access_key_env and secret_key_env go together",
+                    at("bucket")
+                ));
+            }
+        }
+        (None, Some(_)) => {}
+    }
+    if backend.sync_interval.0 < std::time::Duration::from_secs(1) {
+        problems.push(format!("{}: at least 1s", at("sync_interval")));
     }
 }
 
@@ -286,6 +351,75 @@ extra = 1
         .unwrap();
         assert_eq!(config.backends[0].kind, BackendKind::Influx);
         assert_eq!(config.backends[0].database.as_deref(), Some("prom"));
+    }
+
+    #[test]
+    fn blocks_backends_read_a_bucket_or_a_directory_and_nothing_else() {
+        let errors = parse(
+            "[[backend]]\nname=\"a\"\nkind=\"blocks\"\n\
+             [[backend]]\nname=\"b\"\nkind=\"blocks\"\nurl=\"http://h\"\ndir=\"/d\"\n\
+             [backend.bucket]\nendpoint=\"s3.local\"\nbucket=\"\"\nprefix=\"p\"\naccess_key=\"k\"\n\
+             [[backend]]\nname=\"c\"\nkind=\"prometheus\"\nurl=\"http://h\"\ndir=\"/d\"\n",
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(
+            errors,
+            vec![
+                "backend[0].bucket: kind = \"blocks\" needs [backend.bucket] or dir".to_string(),
+                "backend[1].url: not for kind = \"blocks\" (use [backend.bucket] or dir)"
+                    .to_string(),
+                "backend[1].dir: give [backend.bucket] or dir, not both".to_string(),
+                "backend[2].dir: only for kind = \"blocks\"".to_string(),
+            ]
+        );
+        let errors = parse(
+            "[[backend]]\nname=\"b\"\nkind=\"blocks\"\ncache_size=\"3 parsecs\"\n\
+             [backend.bucket]\nendpoint=\"http://s3\"\nbucket=\"m\"\n",
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("unknown size unit"), "{errors:?}");
+        let bad_bucket = parse(
+            "[[backend]]\nname=\"b\"\nkind=\"blocks\"\n\
+             [backend.bucket]\nendpoint=\"s3.local\"\nbucket=\"\"\nprefix=\"p\"\naccess_key=\"k\"\n",
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(
+            bad_bucket,
+            vec![
+                "backend[0].bucket.endpoint: relative URL without a base".to_string(),
+                "backend[0].bucket.bucket: must not be empty".to_string(),
+                "backend[0].bucket.prefix: must end with '/'".to_string(),
+                "backend[0].bucket: access_key and secret_key go together".to_string(),
+            ]
+        );
+        let config = parse(
+            "[[backend]]\nname=\"lts\"\nkind=\"blocks\"\ncache_size=\"64MiB\"\n\
+             [backend.bucket]\nendpoint=\"http://127.0.0.1:9000\"\nbucket=\"metrics\"\n\
+             prefix=\"eu1/\"\npath_style=true\n",
+        )
+        .unwrap();
+        let lts = &config.backends[0];
+        assert_eq!(lts.kind, BackendKind::Blocks);
+        assert_eq!(lts.cache_size, super::super::ByteSize(64 << 20));
+        let bucket = lts.bucket.as_ref().unwrap();
+        assert_eq!(
+            (bucket.region.as_str(), bucket.path_style),
+            ("us-east-1", true)
+        );
+    }
+
+    #[test]
+    fn sizes_take_units() {
+        use super::super::ByteSize;
+        assert_eq!(ByteSize::parse("512MiB"), Ok(ByteSize(512 << 20)));
+        assert_eq!(ByteSize::parse("2GB"), Ok(ByteSize(2_000_000_000)));
+        assert_eq!(ByteSize::parse("100"), Ok(ByteSize(100)));
+        assert!(ByteSize::parse("MiB").is_err());
+        assert!(ByteSize::parse("99999999999999GiB").is_err());
     }
 
     #[test]

@@ -60,11 +60,23 @@ impl PrometheusBinary {
         }
     }
 
-    /// Writes blocks for an OpenMetrics file into `data_dir` with promtool.
+    /// Writes blocks for an OpenMetrics file into `data_dir` with promtool, each covering
+    /// up to a day.
     pub fn backfill(&self, openmetrics: &Path, data_dir: &Path) -> Result<(), String> {
+        self.backfill_blocks(openmetrics, data_dir, "24h")
+    }
+
+    /// Writes blocks for an OpenMetrics file into `data_dir` with promtool, each covering
+    /// up to `max_block_duration` (`2h` gives the blocks a Prometheus writes itself).
+    pub fn backfill_blocks(
+        &self,
+        openmetrics: &Path,
+        data_dir: &Path,
+        max_block_duration: &str,
+    ) -> Result<(), String> {
         let out = Command::new(&self.promtool)
             .args(["tsdb", "create-blocks-from", "openmetrics"])
-            .arg("--max-block-duration=24h")
+            .arg(format!("--max-block-duration={max_block_duration}"))
             .arg(openmetrics)
             .arg(data_dir)
             .output()

@@ -418,6 +418,27 @@ fn counter_function(name: &str) -> Option<&'static str> {
         .find(|f| *f == name)
 }
 
+/// Every selector of `expr` evaluated over `start..=end` and the time range of samples it
+/// reads (both ends inclusive), with `@` and `offset` applied.
+pub fn selector_spans(
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    lookback_ms: i64,
+) -> Vec<(VectorSelector, i64, i64)> {
+    let ctx = SpanContext {
+        query_start: start,
+        query_end: end,
+        lookback: lookback_ms,
+    };
+    let mut needs = Vec::new();
+    collect_selectors(expr, start, end, &ctx, None, &mut needs);
+    needs
+        .into_iter()
+        .map(|n| (n.selector, n.start.saturating_add(1), n.end))
+        .collect()
+}
+
 fn collect_selectors(
     expr: &Expr,
     start: i64,

@@ -20,6 +20,8 @@ mod eval;
 mod functions;
 mod kernels;
 
+pub use eval::selector_spans;
+
 use promql_parser::parser::Expr;
 
 use crate::model::Labels;

@@ -79,6 +79,60 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
+/// A store that could not be set up (credentials missing from the environment, say):
+/// every call fails with the reason, so the backend reports it as it would an outage.
+pub struct UnusableObjects {
+    what: String,
+    reason: String,
+}
+
+impl UnusableObjects {
+    pub fn new(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        UnusableObjects {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn fail<T: Send + 'static>(&self, key: &str) -> BoxFuture<'static, Result<T, ObjectError>> {
+        let error = ObjectError::Io {
+            key: key.to_string(),
+            message: self.reason.clone(),
+        };
+        Box::pin(async move { Err(error) })
+    }
+}
+
+impl ObjectStore for UnusableObjects {
+    fn get(&self, key: &str) -> BoxFuture<'_, Result<Bytes, ObjectError>> {
+        self.fail(key)
+    }
+
+    fn get_range(&self, key: &str, _: Range<u64>) -> BoxFuture<'_, Result<Bytes, ObjectError>> {
+        self.fail(key)
+    }
+
+    fn size(&self, key: &str) -> BoxFuture<'_, Result<Option<u64>, ObjectError>> {
+        self.fail(key)
+    }
+
+    fn list(&self, prefix: &str) -> BoxFuture<'_, Result<Vec<ObjectInfo>, ObjectError>> {
+        self.fail(prefix)
+    }
+
+    fn put(&self, key: &str, _: Bytes) -> BoxFuture<'_, Result<(), ObjectError>> {
+        self.fail(key)
+    }
+
+    fn delete(&self, key: &str) -> BoxFuture<'_, Result<(), ObjectError>> {
+        self.fail(key)
+    }
+
+    fn describe(&self) -> String {
+        self.what.clone()
+    }
+}
+
 /// Checks `range` against an object of `size` bytes.
 pub(crate) fn check_range(key: &str, range: &Range<u64>, size: u64) -> Result<(), ObjectError> {
     if range.start > range.end || range.end > size {
