@@ -74,6 +74,8 @@ pub struct Metrics {
     pub query_paths: Family<QueryPath, Counter>,
     pub blocks: Family<BlockState, Gauge>,
     pub block_cache: Family<CacheOutcome, Counter>,
+    pub object_requests: Family<BackendOnly, Counter>,
+    pub object_bytes: Family<BackendOnly, Counter>,
 }
 
 impl Metrics {
@@ -161,6 +163,18 @@ impl Metrics {
              result (hit, miss)",
             block_cache.clone(),
         );
+        let object_requests = Family::<BackendOnly, Counter>::default();
+        registry.register(
+            "blocks_object_requests",
+            "Requests a blocks backend made to its bucket or directory (reads, listings)",
+            object_requests.clone(),
+        );
+        let object_bytes = Family::<BackendOnly, Counter>::default();
+        registry.register(
+            "blocks_object_read_bytes",
+            "Bytes a blocks backend read from its bucket or directory",
+            object_bytes.clone(),
+        );
         registry.register(
             "build",
             "promgate build information",
@@ -180,6 +194,8 @@ impl Metrics {
             query_paths,
             blocks,
             block_cache,
+            object_requests,
+            object_bytes,
         })
     }
 
@@ -264,6 +280,23 @@ impl Metrics {
         }
     }
 
+    /// Brings a blocks backend's object store counters up to its totals.
+    pub fn observe_object_reads(&self, backend: &str, requests: u64, bytes: u64) {
+        let key = BackendOnly {
+            backend: backend.to_string(),
+        };
+        for (family, total) in [
+            (&self.object_requests, requests),
+            (&self.object_bytes, bytes),
+        ] {
+            let counter = family.get_or_create(&key);
+            let seen = counter.get();
+            if total > seen {
+                counter.inc_by(total - seen);
+            }
+        }
+    }
+
     /// Drops the series of a backend that left the configuration.
     pub fn forget_backend(&self, backend: &str) {
         let key = BackendOnly {
@@ -272,6 +305,8 @@ impl Metrics {
         self.backend_duration.remove(&key);
         self.backend_up.remove(&key);
         self.breaker_state.remove(&key);
+        self.object_requests.remove(&key);
+        self.object_bytes.remove(&key);
         for state in ["loaded", "partial", "deleted", "unreadable"] {
             self.blocks.remove(&BlockState {
                 backend: backend.to_string(),

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::retry::Repeatable;
 use super::{BackendError, ExternalLabels, ReadAnswer};
-use crate::storage::object::{ObjectError, ObjectStore};
+use crate::storage::object::{CountedObjects, ObjectError, ObjectStore, ReadCounts};
 use crate::storage::remote::{RemoteSeries, SeriesData};
 use crate::storage::tsdb::meta::is_ulid;
 use crate::storage::tsdb::{Block, BlockCache, BlockError, BlockMeta};
@@ -73,6 +73,8 @@ pub struct BlockCounts {
 /// The blocks of one backend.
 pub struct BlockSet {
     name: String,
+    /// Every read of the backend goes through here, counted.
+    counted: Arc<CountedObjects>,
     objects: Arc<dyn ObjectStore>,
     /// Labels of blocks whose meta has none.
     fallback: ExternalLabels,
@@ -92,9 +94,11 @@ impl BlockSet {
         cache: Arc<BlockCache>,
         interval: Duration,
     ) -> Self {
+        let counted = Arc::new(CountedObjects::new(objects));
         BlockSet {
             name: name.to_string(),
-            objects,
+            objects: counted.clone(),
+            counted,
             fallback,
             cache,
             interval,
@@ -107,6 +111,11 @@ impl BlockSet {
     /// The cache the blocks read through.
     pub fn cache(&self) -> &Arc<BlockCache> {
         &self.cache
+    }
+
+    /// Requests made and bytes read from the object store so far.
+    pub fn reads(&self) -> ReadCounts {
+        self.counted.counts()
     }
 
     /// Where the blocks are.

@@ -2,9 +2,11 @@
 //! Keys are `/`-separated paths relative to the store's root (a bucket prefix or a
 //! directory), such as `01JC2.../index`; ranged reads fetch only what a reader needs.
 
+mod counted;
 mod fs;
 mod s3;
 
+pub use counted::{CountedObjects, ReadCounts};
 pub use fs::FsObjects;
 pub use s3::{S3Location, S3Objects};
 
