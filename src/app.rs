@@ -63,6 +63,21 @@ impl App {
                     c.deleted,
                     c.failed,
                 );
+                let name = backend.name();
+                let reads = set.reads();
+                self.metrics
+                    .observe_object_reads(name, reads.requests, reads.bytes);
+                let stats = set.cache().stats();
+                for (item, kind) in [
+                    ("postings", stats.postings),
+                    ("series", stats.series),
+                    ("chunks", stats.chunks),
+                ] {
+                    self.metrics
+                        .observe_block_cache(name, item, "hit", kind.hits);
+                    self.metrics
+                        .observe_block_cache(name, item, "miss", kind.misses);
+                }
             }
         }
         self.metrics.render()

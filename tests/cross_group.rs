@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Gateway, enc, get_json};
+use common::{Gateway, assert_close, enc, get_json};
 use promgate::realenv::synth::{SynthSpec, openmetrics};
 use promgate::realenv::{PrometheusBinary, PrometheusOptions, PrometheusServer};
 use serde_json::Value;
@@ -110,63 +110,6 @@ fn queries_that_keep_data_centres_apart_equal_one_prometheus_with_all_data() {
                 sorted(theirs, keep_order),
                 "{path}"
             );
-        }
-    }
-}
-
-/// Equal results, values within a relative 1e-9 (summation order differs between engines).
-fn assert_close(ours: &Value, theirs: &Value, what: &str) {
-    assert_eq!(ours["status"], "success", "{what}: {ours}");
-    assert_eq!(
-        ours["data"]["resultType"], theirs["data"]["resultType"],
-        "{what}"
-    );
-    let key = |s: &Value| s["metric"].to_string();
-    let mut a = ours["data"]["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let mut b = theirs["data"]["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    a.sort_by_key(key);
-    b.sort_by_key(key);
-    assert_eq!(
-        a.iter().map(key).collect::<Vec<_>>(),
-        b.iter().map(key).collect::<Vec<_>>(),
-        "{what}: {ours} vs {theirs}"
-    );
-    let points = |s: &Value| -> Vec<(f64, f64)> {
-        let list = match s.get("values") {
-            Some(v) => v.as_array().cloned().unwrap_or_default(),
-            None => vec![s["value"].clone()],
-        };
-        list.iter()
-            .map(|p| {
-                let v = p[1].as_str().unwrap_or("NaN");
-                let v = match v {
-                    "+Inf" => f64::INFINITY,
-                    "-Inf" => f64::NEG_INFINITY,
-                    v => v.parse().unwrap_or(f64::NAN),
-                };
-                (p[0].as_f64().unwrap_or(f64::NAN), v)
-            })
-            .collect()
-    };
-    for (x, y) in a.iter().zip(&b) {
-        let (px, py) = (points(x), points(y));
-        assert_eq!(
-            px.iter().map(|p| p.0).collect::<Vec<_>>(),
-            py.iter().map(|p| p.0).collect::<Vec<_>>(),
-            "{what}: timestamps of {}",
-            key(x)
-        );
-        for ((t, u), (_, v)) in px.iter().zip(&py) {
-            let close = (u.is_nan() && v.is_nan())
-                || u == v
-                || (u - v).abs() <= 1e-9 * u.abs().max(v.abs());
-            assert!(close, "{what}: {} at {t}: {u} vs {v}", key(x));
         }
     }
 }

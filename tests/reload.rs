@@ -60,15 +60,6 @@ fn reload(gw: &Gateway) -> (u16, String) {
     (r.status, r.text())
 }
 
-fn metric(gw: &Gateway, line_prefix: &str) -> Option<String> {
-    http_get(&gw.url("/metrics"))
-        .unwrap()
-        .text()
-        .lines()
-        .find(|l| l.starts_with(line_prefix))
-        .map(str::to_string)
-}
-
 #[test]
 fn backends_are_added_and_removed_and_a_broken_file_keeps_the_old_config() {
     let eu1 = server("eu1");
@@ -91,7 +82,7 @@ fn backends_are_added_and_removed_and_a_broken_file_keeps_the_old_config() {
     write_config(&path, &config_text(&[("us1", &us1)], no_watch));
     assert_eq!(reload(&gw).0, 200);
     assert_eq!(clusters(&gw.get_json(CLUSTERS).1), vec!["us1"]);
-    assert!(metric(&gw, "promgate_backend_up{backend=\"eu1\"}").is_none());
+    assert!(gw.metric("promgate_backend_up{backend=\"eu1\"}").is_none());
 
     std::fs::write(&path, "[[backend]]\nname = \"x\"\nurl = \"nowhere\"\n").unwrap();
     let (status, body) = reload(&gw);
@@ -102,7 +93,8 @@ fn backends_are_added_and_removed_and_a_broken_file_keeps_the_old_config() {
     );
     assert_eq!(clusters(&gw.get_json(CLUSTERS).1), vec!["us1"]);
     assert_eq!(
-        metric(&gw, "promgate_config_last_reload_successful").as_deref(),
+        gw.metric("promgate_config_last_reload_successful")
+            .as_deref(),
         Some("promgate_config_last_reload_successful 0")
     );
 
@@ -112,7 +104,8 @@ fn backends_are_added_and_removed_and_a_broken_file_keeps_the_old_config() {
     );
     assert_eq!(reload(&gw).0, 200);
     assert_eq!(
-        metric(&gw, "promgate_config_last_reload_successful").as_deref(),
+        gw.metric("promgate_config_last_reload_successful")
+            .as_deref(),
         Some("promgate_config_last_reload_successful 1")
     );
     assert_eq!(clusters(&gw.get_json(CLUSTERS).1), vec!["eu1", "us1"]);

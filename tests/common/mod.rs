@@ -69,6 +69,23 @@ impl Gateway {
         format!("http://{}{}", self.addr, path_and_query)
     }
 
+    /// The first line of /metrics starting with `line_prefix`.
+    pub fn metric(&self, line_prefix: &str) -> Option<String> {
+        http_get(&self.url("/metrics"))
+            .ok()?
+            .text()
+            .lines()
+            .find(|l| l.starts_with(line_prefix))
+            .map(str::to_string)
+    }
+
+    /// The value of the /metrics sample whose line starts with `line_prefix`, 0 if absent.
+    pub fn metric_value(&self, line_prefix: &str) -> f64 {
+        self.metric(line_prefix)
+            .and_then(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+            .unwrap_or(0.0)
+    }
+
     /// GET an API path, returning status and parsed JSON.
     pub fn get_json(&self, path_and_query: &str) -> (u16, Value) {
         get_json(&self.url(path_and_query))
@@ -100,6 +117,63 @@ pub fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) {
 pub fn get_json(url: &str) -> (u16, Value) {
     let r = http_get(url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
     (r.status, r.json().unwrap())
+}
+
+/// Equal results, values within a relative 1e-9 (summation order differs between engines).
+pub fn assert_close(ours: &Value, theirs: &Value, what: &str) {
+    assert_eq!(ours["status"], "success", "{what}: {ours}");
+    assert_eq!(
+        ours["data"]["resultType"], theirs["data"]["resultType"],
+        "{what}"
+    );
+    let key = |s: &Value| s["metric"].to_string();
+    let mut a = ours["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut b = theirs["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    a.sort_by_key(key);
+    b.sort_by_key(key);
+    assert_eq!(
+        a.iter().map(key).collect::<Vec<_>>(),
+        b.iter().map(key).collect::<Vec<_>>(),
+        "{what}: {ours} vs {theirs}"
+    );
+    let points = |s: &Value| -> Vec<(f64, f64)> {
+        let list = match s.get("values") {
+            Some(v) => v.as_array().cloned().unwrap_or_default(),
+            None => vec![s["value"].clone()],
+        };
+        list.iter()
+            .map(|p| {
+                let v = p[1].as_str().unwrap_or("NaN");
+                let v = match v {
+                    "+Inf" => f64::INFINITY,
+                    "-Inf" => f64::NEG_INFINITY,
+                    v => v.parse().unwrap_or(f64::NAN),
+                };
+                (p[0].as_f64().unwrap_or(f64::NAN), v)
+            })
+            .collect()
+    };
+    for (x, y) in a.iter().zip(&b) {
+        let (px, py) = (points(x), points(y));
+        assert_eq!(
+            px.iter().map(|p| p.0).collect::<Vec<_>>(),
+            py.iter().map(|p| p.0).collect::<Vec<_>>(),
+            "{what}: timestamps of {}",
+            key(x)
+        );
+        for ((t, u), (_, v)) in px.iter().zip(&py) {
+            let close = (u.is_nan() && v.is_nan())
+                || u == v
+                || (u - v).abs() <= 1e-9 * u.abs().max(v.abs());
+            assert!(close, "{what}: {} at {t}: {u} vs {v}", key(x));
+        }
+    }
 }
 
 /// Percent-encodes a query-string value.
