@@ -4,8 +4,10 @@
 //! over a `kind = "blocks"` backend and by the Prometheus. Answers must agree as in the
 //! engine comparison (same series, timestamps, values within 1e-9 relative). The blocks are
 //! read once from a directory and once from an S3 bucket (moto's server on loopback) they
-//! were uploaded to with `promgate upload`.
+//! were uploaded to with `promgate upload`. Blocks a running Prometheus wrote itself (its
+//! head, cut into a block by a snapshot) are compared on what it scraped.
 
+mod common;
 #[path = "engine_vs_prometheus/compare.rs"]
 mod compare;
 #[path = "engine_vs_prometheus/data.rs"]
@@ -16,6 +18,9 @@ mod harness;
 mod queries;
 
 use std::path::Path;
+use std::time::Duration;
+
+use common::{Gateway, assert_close, enc, get_json, post_form};
 
 use harness::{Subject, compare_all};
 use promgate::config::Config;
@@ -104,4 +109,67 @@ fn blocks_from_a_bucket_answer_as_prometheus_does() {
     ))
     .expect("valid config");
     compare_all(&Subject::over(config, server.url())).assert_agreement();
+}
+
+#[test]
+fn blocks_a_running_prometheus_wrote_answer_as_it_does() {
+    let bin = PrometheusBinary::v3().expect("Prometheus 3.5 (bash .ci/run installs it)");
+    let server = PrometheusServer::start(
+        &bin,
+        PrometheusOptions::default().scrape_self(Duration::from_secs(1)),
+    )
+    .expect("Prometheus scraping itself");
+    std::thread::sleep(Duration::from_secs(25));
+    // A snapshot writes the head, everything scraped so far, as a block.
+    let snapshot = post_form(&format!("{}/api/v1/admin/tsdb/snapshot", server.url()), &[]);
+    assert_eq!(snapshot.status, 200, "{}", snapshot.text());
+    let taken = promgate::time::now_ms() / 1000;
+    let name = snapshot.json().unwrap()["data"]["name"]
+        .as_str()
+        .expect("snapshot name")
+        .to_string();
+    let blocks = server.data_dir().join("snapshots").join(name);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = dir.path().join("promgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[backend]]\nname = \"lts\"\nkind = \"blocks\"\ndir = \"{}\"\n",
+            blocks.display()
+        ),
+    )
+    .expect("config");
+    let gateway = Gateway::start(&config);
+    // Samples up to a few seconds before the snapshot are in it whatever was in flight.
+    let end = taken - 3;
+    let queries = [
+        "up",
+        "prometheus_tsdb_head_series",
+        "rate(prometheus_http_requests_total[10s])",
+        "sum by (handler) (prometheus_http_requests_total)",
+        "count({__name__=~\"prometheus_.+\"})",
+        "max_over_time(process_resident_memory_bytes[15s])",
+        "histogram_quantile(0.9, sum by (le) (rate(prometheus_http_request_duration_seconds_bucket[10s])))",
+    ];
+    let mut with_data = 0;
+    for q in queries {
+        for path in [
+            format!("/api/v1/query?query={}&time={end}", enc(q)),
+            format!("/api/v1/query?query={}&time={}", enc(q), end - 9),
+            format!(
+                "/api/v1/query_range?query={}&start={}&end={end}&step=2",
+                enc(q),
+                end - 20
+            ),
+        ] {
+            let (status, ours) = gateway.get_json(&path);
+            let (_, theirs) = get_json(&format!("{}{path}", server.url()));
+            assert_eq!(status, 200, "{path}: {ours}");
+            assert_close(&ours, &theirs, &path);
+            if !ours["data"]["result"].as_array().is_none_or(Vec::is_empty) {
+                with_data += 1;
+            }
+        }
+    }
+    assert!(with_data >= 18, "too few answers with data ({with_data})");
 }
