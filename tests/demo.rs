@@ -1,5 +1,6 @@
 //! `promgate demo` prepares three real Prometheus servers and a configuration that promgate
-//! serves: both data centres answer, and eu1-b's gap is filled from eu1-a.
+//! serves: both data centres answer, eu1-b's gap is filled from eu1-a, and eu1's older week
+//! comes from its blocks.
 
 mod common;
 
@@ -54,5 +55,18 @@ fn demo_servers_and_config_answer_through_promgate() {
             s["metric"]
         );
     }
-    assert!(demo.tips("127.0.0.1:9090").matches("curl -sG").count() >= 5);
+    // A week back only the blocks hold eu1; us1 has nothing there.
+    let (blocks, from, to) = &demo.blocks;
+    assert!(blocks.is_dir());
+    let week_ago = (from + (to - from) / 2) / 1000;
+    let (status, answer) = gw.get_json(&format!(
+        "/api/v1/query?query={}&time={week_ago}",
+        enc("count by (cluster) (demo_temperature_celsius)")
+    ));
+    assert_eq!(status, 200, "{answer}");
+    let result = answer["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 1, "{answer}");
+    assert_eq!(result[0]["metric"]["cluster"], "eu1");
+    assert_eq!(result[0]["value"][1], "4");
+    assert!(demo.tips("127.0.0.1:9090").matches("curl -sG").count() >= 6);
 }
