@@ -58,10 +58,13 @@ impl App {
                 let c = set.counts();
                 self.metrics.observe_blocks(
                     backend.name(),
-                    c.loaded,
-                    c.partial,
-                    c.deleted,
-                    c.failed,
+                    &[
+                        ("loaded", c.loaded),
+                        ("partial", c.partial),
+                        ("deleted", c.deleted),
+                        ("unreadable", c.failed),
+                        ("downsampled", c.downsampled),
+                    ],
                 );
                 let name = backend.name();
                 let reads = set.reads();

@@ -153,7 +153,7 @@ impl Metrics {
         registry.register(
             "blocks",
             "TSDB blocks of blocks backends by state at the last sync: loaded, partial (no \
-             meta.json yet), deleted (deletion mark), unreadable",
+             meta.json yet), deleted (deletion mark), unreadable, downsampled (left out)",
             blocks.clone(),
         );
         let block_cache = Family::<CacheOutcome, Counter>::default();
@@ -242,27 +242,15 @@ impl Metrics {
             .set(state);
     }
 
-    /// Shows how a blocks backend's blocks stand.
-    pub fn observe_blocks(
-        &self,
-        backend: &str,
-        loaded: usize,
-        partial: usize,
-        deleted: usize,
-        unreadable: usize,
-    ) {
-        for (state, n) in [
-            ("loaded", loaded),
-            ("partial", partial),
-            ("deleted", deleted),
-            ("unreadable", unreadable),
-        ] {
+    /// Shows how many of a blocks backend's blocks are in each state.
+    pub fn observe_blocks(&self, backend: &str, states: &[(&str, usize)]) {
+        for (state, n) in states {
             self.blocks
                 .get_or_create(&BlockState {
                     backend: backend.to_string(),
                     state: state.to_string(),
                 })
-                .set(n as i64);
+                .set(*n as i64);
         }
     }
 
@@ -307,7 +295,7 @@ impl Metrics {
         self.breaker_state.remove(&key);
         self.object_requests.remove(&key);
         self.object_bytes.remove(&key);
-        for state in ["loaded", "partial", "deleted", "unreadable"] {
+        for state in ["loaded", "partial", "deleted", "unreadable", "downsampled"] {
             self.blocks.remove(&BlockState {
                 backend: backend.to_string(),
                 state: state.to_string(),

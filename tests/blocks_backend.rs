@@ -293,6 +293,12 @@ fn damaged_unfinished_and_deleted_blocks_are_skipped_or_reported() {
     std::fs::write(blocks.join(&deleted).join("deletion-mark.json"), "{}").unwrap();
     let unfinished = other("unfinished");
     std::fs::remove_file(blocks.join(&unfinished).join("meta.json")).unwrap();
+    let downsampled = other("downsampled");
+    let meta_path = blocks.join(&downsampled).join("meta.json");
+    let mut meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    meta["thanos"] = serde_json::json!({"labels": {}, "downsample": {"resolution": 300000}});
+    std::fs::write(&meta_path, meta.to_string()).unwrap();
     let garbled = other("garbled");
     std::fs::write(blocks.join(&garbled).join("meta.json"), "{\"ulid\": 7").unwrap();
 
@@ -311,8 +317,13 @@ fn damaged_unfinished_and_deleted_blocks_are_skipped_or_reported() {
         |s: &str| gw.metric_value(&format!("promgate_blocks{{backend=\"lts\",state=\"{s}\"}}"));
     assert_eq!(state("loaded"), good.len() as f64);
     assert_eq!(
-        (state("deleted"), state("partial"), state("unreadable")),
-        (1.0, 1.0, 1.0)
+        (
+            state("deleted"),
+            state("partial"),
+            state("unreadable"),
+            state("downsampled")
+        ),
+        (1.0, 1.0, 1.0, 1.0)
     );
     let t = end / 1000 - 1800;
     let series = |gw: &Gateway| {

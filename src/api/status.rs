@@ -85,6 +85,7 @@ pub fn backends(app: &App) -> Reply {
                     "partial": counts.partial,
                     "markedForDeletion": counts.deleted,
                     "unreadable": counts.failed,
+                    "downsampled": counts.downsampled,
                     "minTime": counts.time_range.map(|(min, _)| seconds(min)),
                     "maxTime": counts.time_range.map(|(_, max)| seconds(max)),
                 })

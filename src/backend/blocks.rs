@@ -8,7 +8,9 @@
 //! external labels are Thanos's `thanos.labels` from its meta, or the backend's configured
 //! labels when it has none; they are attached to its series (winning over a series label of
 //! the same name) and matchers on them pick blocks rather than being sent to the index.
-//! Blocks whose time ranges do not meet a select are not touched at all.
+//! Blocks whose time ranges do not meet a select are not touched at all. Blocks Thanos
+//! downsampled (resolution above zero) hold aggregates, not samples: they are left out, so
+//! a bucket Thanos's compactor also works on answers from its raw blocks.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -53,6 +55,8 @@ impl LoadedBlock {
 struct Synced {
     /// By ULID.
     blocks: BTreeMap<String, Arc<LoadedBlock>>,
+    /// Downsampled blocks seen, not read again.
+    downsampled: std::collections::BTreeSet<String>,
     at: Option<Instant>,
 }
 
@@ -66,6 +70,8 @@ pub struct BlockCounts {
     pub deleted: usize,
     /// Meta or index unreadable.
     pub failed: usize,
+    /// Downsampled by Thanos (not raw samples).
+    pub downsampled: usize,
     /// Oldest and newest sample time over the loaded blocks (newest exclusive).
     pub time_range: Option<(i64, i64)>,
 }
@@ -178,6 +184,7 @@ impl BlockSet {
         let previous = self.synced.load_full();
         let mut counts = BlockCounts::default();
         let mut blocks = BTreeMap::new();
+        let mut downsampled = std::collections::BTreeSet::new();
         let mut to_open = Vec::new();
         for (ulid, files) in &found {
             if files.deletion_mark {
@@ -186,22 +193,28 @@ impl BlockSet {
                 counts.partial += 1;
             } else if let Some(known) = previous.blocks.get(*ulid) {
                 blocks.insert(ulid.to_string(), known.clone());
+            } else if previous.downsampled.contains(*ulid) {
+                downsampled.insert(ulid.to_string());
             } else {
                 to_open.push(ulid.to_string());
             }
         }
-        let opened: Vec<(String, Result<LoadedBlock, BlockError>)> = futures::stream::iter(to_open)
-            .map(|ulid| async move {
-                let result = self.open(&ulid).await;
-                (ulid, result)
-            })
-            .buffer_unordered(OPEN_CONCURRENCY)
-            .collect()
-            .await;
+        let opened: Vec<(String, Result<Option<LoadedBlock>, BlockError>)> =
+            futures::stream::iter(to_open)
+                .map(|ulid| async move {
+                    let result = self.open(&ulid).await;
+                    (ulid, result)
+                })
+                .buffer_unordered(OPEN_CONCURRENCY)
+                .collect()
+                .await;
         for (ulid, result) in opened {
             match result {
-                Ok(block) => {
+                Ok(Some(block)) => {
                     blocks.insert(ulid, Arc::new(block));
+                }
+                Ok(None) => {
+                    downsampled.insert(ulid);
                 }
                 Err(e) => {
                     counts.failed += 1;
@@ -210,12 +223,14 @@ impl BlockSet {
             }
         }
         counts.loaded = blocks.len();
+        counts.downsampled = downsampled.len();
         counts.time_range = blocks
             .values()
             .map(|b| (b.block.meta().min_time, b.block.meta().max_time))
             .reduce(|(a0, a1), (b0, b1)| (a0.min(b0), a1.max(b1)));
         self.synced.store(Arc::new(Synced {
             blocks,
+            downsampled,
             at: Some(Instant::now()),
         }));
         if let Ok(mut c) = self.counts.lock() {
@@ -224,9 +239,13 @@ impl BlockSet {
         Ok(counts)
     }
 
-    async fn open(&self, ulid: &str) -> Result<LoadedBlock, BlockError> {
+    /// The block named `ulid`, or `None` when it is downsampled.
+    async fn open(&self, ulid: &str) -> Result<Option<LoadedBlock>, BlockError> {
         let raw = self.objects.get(&format!("{ulid}/meta.json")).await?;
         let meta = BlockMeta::parse(&raw)?;
+        if meta.downsample_resolution.is_some_and(|r| r > 0) {
+            return Ok(None);
+        }
         if meta.ulid != ulid {
             return Err(BlockError::Meta(format!(
                 "meta.json of {ulid} names block {}",
@@ -245,7 +264,7 @@ impl BlockSet {
             self.cache.clone(),
         )
         .await?;
-        Ok(LoadedBlock { block, labels })
+        Ok(Some(LoadedBlock { block, labels }))
     }
 
     /// Syncs before the first read and starts a sync in the background when the last one
