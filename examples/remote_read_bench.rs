@@ -77,6 +77,7 @@ async fn read_all(
                     .filter(|(t, _)| (start..=end).contains(t))
                     .count();
             }
+            SeriesData::Listed => {}
             SeriesData::Chunks(chunks) => {
                 for chunk in chunks {
                     ts.clear();

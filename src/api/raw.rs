@@ -11,7 +11,6 @@ use crate::app::App;
 use crate::backend::fanout::MemberFailure;
 use crate::error::ApiError;
 use crate::model::Labels;
-use crate::storage::dedup::DedupMode;
 use crate::storage::{MergedStore, SelectHints, SelectRequest, Store, StoreError};
 
 /// The label sets the raw-only backends hold.
@@ -70,11 +69,7 @@ pub(super) async fn raw_series(
         })?;
         out.answered |= set.answered > 0;
         for series in set.series {
-            if series
-                .samples(start_ms, end_ms, DedupMode::Gauge)
-                .next()
-                .is_some()
-            {
+            if series.has_samples(start_ms, end_ms) {
                 out.labels.push(series.labels);
             }
         }

@@ -130,7 +130,12 @@ fn select_request(query: &Query, deadline: Instant) -> Result<SelectRequest, Str
         end_ms: query.end_timestamp_ms,
         hints: query.hints.as_ref().map(|h| SelectHints {
             step_ms: h.step_ms,
-            func: h.func.clone(),
+            // A remote read client wants samples whatever it will do with them.
+            func: if h.func == "series" {
+                String::new()
+            } else {
+                h.func.clone()
+            },
             range_ms: h.range_ms,
             grouping: h.grouping.clone(),
             by: h.by,

@@ -293,12 +293,15 @@ impl BlockSet {
     }
 
     /// The series matching `matchers` with samples in `start_ms..=end_ms`, external labels
-    /// attached; a series split over blocks one after another comes back as one.
+    /// attached; a series split over blocks one after another comes back as one. With
+    /// `labels_only`, series with a chunk in the range, as [`SeriesData::Listed`], read from
+    /// the index alone.
     pub async fn select(
         self: &Arc<Self>,
         matchers: &[Matcher],
         start_ms: i64,
         end_ms: i64,
+        labels_only: bool,
     ) -> Result<Vec<RemoteSeries>, BlockError> {
         let synced = self.fresh().await?;
         let mut reads = Vec::new();
@@ -315,7 +318,11 @@ impl BlockSet {
         type Answer = Result<(Arc<LoadedBlock>, Vec<RemoteSeries>), BlockError>;
         let answers: Vec<Answer> = futures::stream::iter(reads)
             .map(|(loaded, sent)| async move {
-                let series = loaded.block.select(&sent, start_ms, end_ms).await?;
+                let series = if labels_only {
+                    loaded.block.list(&sent, start_ms, end_ms).await?
+                } else {
+                    loaded.block.select(&sent, start_ms, end_ms).await?
+                };
                 Ok((loaded, series))
             })
             .buffered(SELECT_CONCURRENCY)
@@ -397,6 +404,7 @@ fn append_chunks(to: &mut RemoteSeries, next: &mut RemoteSeries) -> bool {
             a.append(b);
             true
         }
+        (SeriesData::Listed, SeriesData::Listed) => true,
         _ => false,
     }
 }
@@ -404,6 +412,8 @@ fn append_chunks(to: &mut RemoteSeries, next: &mut RemoteSeries) -> bool {
 /// One select on a blocks backend, with the caller's deadline.
 #[derive(Debug, Clone)]
 pub struct BlocksCall {
+    /// Which series, not their samples (answered [`SeriesData::Listed`]).
+    pub labels_only: bool,
     pub matchers: Vec<Matcher>,
     pub start_ms: i64,
     pub end_ms: i64,
@@ -441,7 +451,7 @@ impl tower::Service<BlocksCall> for BlocksService {
     fn call(&mut self, call: BlocksCall) -> Self::Future {
         let set = self.set.clone();
         Box::pin(async move {
-            let read = set.select(&call.matchers, call.start_ms, call.end_ms);
+            let read = set.select(&call.matchers, call.start_ms, call.end_ms, call.labels_only);
             let result = match call.deadline {
                 Some(deadline) => tokio::time::timeout_at(deadline, read)
                     .await

@@ -125,6 +125,7 @@ impl Backend {
     ) -> Result<Vec<SelectedSeries>, BackendError> {
         if let Some(service) = self.blocks_service() {
             let call = super::blocks::BlocksCall {
+                labels_only: request.is_metadata(),
                 matchers: request.matchers.clone(),
                 start_ms: request.start_ms,
                 end_ms: request.end_ms,

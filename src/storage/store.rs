@@ -11,7 +11,7 @@ use promql_parser::parser::VectorSelector;
 use tokio::time::Instant;
 
 use super::dedup::{DedupMode, Replica, ReplicaDedup, Sample, SeriesMerge};
-use super::remote::{ChunkError, RemoteSeries, SampleIter};
+use super::remote::{ChunkError, RemoteSeries, SampleIter, SeriesData};
 use crate::backend::fanout::MemberFailure;
 use crate::model::Labels;
 
@@ -66,6 +66,12 @@ impl SelectRequest {
         }
     }
 
+    /// Whether the select only asks which series there are (`series`, labels): stores may
+    /// then answer [`SeriesData::Listed`] without reading samples.
+    pub fn is_metadata(&self) -> bool {
+        self.hints.as_ref().is_some_and(|h| h.func == "series")
+    }
+
     /// How replicas' values are to be merged for a reader that applies `func`.
     pub fn dedup_mode(&self) -> DedupMode {
         match self.hints.as_ref().map(|h| h.func.as_str()) {
@@ -114,6 +120,21 @@ pub struct StoreSeries {
 impl StoreSeries {
     pub fn new(labels: Labels, replicas: Vec<Vec<Arc<RemoteSeries>>>) -> Self {
         StoreSeries { labels, replicas }
+    }
+
+    /// Whether the series has a sample in `start_ms..=end_ms` (or a store listed it as
+    /// having one without reading its samples).
+    pub fn has_samples(&self, start_ms: i64, end_ms: i64) -> bool {
+        let listed = self
+            .replicas
+            .iter()
+            .flatten()
+            .any(|s| matches!(s.data, SeriesData::Listed));
+        listed
+            || self
+                .samples(start_ms, end_ms, DedupMode::Gauge)
+                .next()
+                .is_some()
     }
 
     /// How many replicas hold the series.

@@ -23,6 +23,9 @@ pub enum SeriesData {
     Samples(Vec<(i64, f64)>),
     /// XOR chunks in time order (other encodings are refused when the series is built).
     Chunks(Vec<Chunk>),
+    /// Known to hold samples in the range asked, which were not read: the answer to a
+    /// metadata select (`series`, labels) from a store that can tell without reading them.
+    Listed,
 }
 
 fn sorted_labels(labels: Vec<Label>) -> Vec<(String, String)> {
@@ -72,6 +75,7 @@ impl RemoteSeries {
                 chunks: c.iter(),
                 current: None,
             },
+            SeriesData::Listed => Inner::Samples([].iter()),
         };
         SampleIter {
             inner,
@@ -87,6 +91,7 @@ impl RemoteSeries {
         match &self.data {
             SeriesData::Samples(s) => Some((s.first()?.0, s.last()?.0)),
             SeriesData::Chunks(c) => Some((c.first()?.min_time_ms, c.last()?.max_time_ms)),
+            SeriesData::Listed => None,
         }
     }
 

@@ -123,6 +123,24 @@ impl Block {
             .collect())
     }
 
+    /// The series [`Block::select`] would return, without their samples: labels, and
+    /// [`SeriesData::Listed`] (read from the index only; no chunk is fetched).
+    pub async fn list(
+        &self,
+        matchers: &[Matcher],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<Vec<RemoteSeries>, BlockError> {
+        let found = self.matching_series(matchers, start_ms, end_ms).await?;
+        Ok(found
+            .into_iter()
+            .map(|s| RemoteSeries {
+                labels: s.labels,
+                data: SeriesData::Listed,
+            })
+            .collect())
+    }
+
     /// Like [`Block::matching_series`], with for each chunk kept the offset at which the
     /// series' next chunk starts when it lies in the same segment: chunks of a series are
     /// written one after the other, so that bounds the chunk's end and spares a guess.

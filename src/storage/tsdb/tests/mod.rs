@@ -470,7 +470,8 @@ async fn reads_are_coalesced_and_cached() {
         .iter()
         .map(|s| match &s.data {
             crate::storage::remote::SeriesData::Chunks(c) => c.len(),
-            crate::storage::remote::SeriesData::Samples(_) => 0,
+            crate::storage::remote::SeriesData::Samples(_)
+            | crate::storage::remote::SeriesData::Listed => 0,
         })
         .sum();
     eprintln!(
