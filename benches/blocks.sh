@@ -2,7 +2,9 @@
 # promgate's blocks backend reading TSDB blocks from S3 against Prometheus 3.5 reading the
 # same blocks from local disk: 1 000 series × 7 days at 60 s (the engine benchmarks' data
 # set, benches/support/engine_dataset.rs, over a week and 25 of its 40 targets), written
-# into 24-hour blocks by promtool, uploaded by `promgate upload` to moto's S3 server on
+# into blocks by promtool (with --max-block-duration=24h it cuts 18-hour blocks, the largest
+# of its 2 h × 3^n ranges that fits; promtool reads the whole file once per block, so 2-hour
+# blocks would take about 8 times as long), uploaded by `promgate upload` to moto's S3 server on
 # loopback. Each query class of benches/engine.rs runs through HTTP
 # /api/v1/query_range over the last day (step STEP_DAY) and over the whole week (step
 # STEP_WEEK).
@@ -353,7 +355,7 @@ if opens:
     o = sorted(opens, key=lambda x: x[0])
     mid = o[len(o) // 2]
     print(f"\nopen (start to /-/ready: bucket listing, meta.json, index headers), median of "
-          f"{len(o)}: {ms(mid[0])} ms, {mid[1]['bytes'] / 1e6:.1f} MB in "
+          f"{len(o)}: {ms(mid[0])} ms, {mid[1]['bytes'] / 1e3:.0f} kB in "
           f"{int(mid[1]['requests'])} requests (not in the cold columns)")
 print(f"every query once in one promgate: {all_ms / 1000:.1f} s, "
       f"{totals['bytes'] / 1e6:.0f} MB in {int(totals['requests'])} requests")
