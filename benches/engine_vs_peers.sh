@@ -30,30 +30,12 @@ RUNS="${RUNS:-5}"
 SETTLE="${SETTLE:-5}"
 KEEP_WORKDIR="${KEEP_WORKDIR:-0}"
 
-log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() {
-	log "error: $*"
-	exit 1
-}
+# shellcheck source=benches/lib.sh
+. "$ROOT/benches/lib.sh"
 
-for tool in curl python3; do
-	command -v "$tool" >/dev/null || die "$tool is not installed"
-done
-
-TARGET_DIR="$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
-	sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
-[ -n "$TARGET_DIR" ] || die "cannot find cargo's target directory"
-
-# Prometheus 3.5 as REALENV.md installs it, else the Debian 2.42 package.
-PROM_DIR=""
-for dir in "${PROMGATE_PROMETHEUS_V3_DIR:-}" /opt/prom3/usr/bin /usr/bin; do
-	if [ -n "$dir" ] && [ -x "$dir/prometheus" ] && [ -x "$dir/promtool" ]; then
-		PROM_DIR="$dir"
-		break
-	fi
-done
-[ -n "$PROM_DIR" ] || die "Prometheus not found; see .ci/run for how to install 2.42 and 3.5"
-PROM_VERSION="$("$PROM_DIR/prometheus" --version 2>&1 | sed -n 's/^prometheus, version \([^ ]*\).*/\1/p')"
+need curl python3
+TARGET_DIR="$(cargo_target_dir)"
+find_prometheus
 
 VM_BIN="${VM_BIN:-}"
 if [ -z "$VM_BIN" ]; then
@@ -68,11 +50,8 @@ WORK="$(mktemp -d -t promgate-engine.XXXXXX)"
 PROM_PID=""
 VM_PID=""
 cleanup() {
-	local pid
-	for pid in $PROM_PID $VM_PID; do
-		kill -TERM "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
+	# shellcheck disable=SC2086 # empty when not started
+	stop $PROM_PID $VM_PID
 	if [ "$KEEP_WORKDIR" = 1 ]; then
 		log "kept $WORK"
 	else
@@ -81,31 +60,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# A port nobody listens on; bash's /dev/tcp fails to connect to a free one.
-free_port() {
-	local port
-	while :; do
-		port=$((20000 + RANDOM % 30000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-			echo "$port"
-			return
-		fi
-	done
-}
-
-# wait_ok URL PID LOG NAME: polls URL until it answers 200, failing if PID exits.
-wait_ok() {
-	for _ in $(seq 1 600); do
-		[ "$(curl -s -o /dev/null -w '%{http_code}' "$1" || true)" = 200 ] && return
-		kill -0 "$2" 2>/dev/null || {
-			tail -n 20 "$3" >&2
-			die "$4 exited"
-		}
-		sleep 0.1
-	done
-	die "$4 is not ready after 60 s"
-}
 
 log "building examples engine_data and engine_time (release)"
 (cd "$ROOT" && cargo build --release --quiet --example engine_data --example engine_time)
@@ -123,24 +77,9 @@ START_MS=$((END_MS - 86400000))
 log "backfilling Prometheus $PROM_VERSION"
 mkdir -p "$WORK/prom"
 "$DATA" --end-ms "$END_MS" --format openmetrics >"$WORK/data.om"
-"$PROM_DIR/promtool" tsdb create-blocks-from openmetrics --max-block-duration=24h \
-	"$WORK/data.om" "$WORK/prom" >"$WORK/backfill.log" 2>&1 ||
-	{
-		tail -n 20 "$WORK/backfill.log" >&2
-		die "backfill failed"
-	}
+backfill "$WORK/data.om" "$WORK/prom" "$WORK/backfill.log" 24h
 rm -f "$WORK/data.om"
-PROM_PORT="$(free_port)"
-PROM_URL="http://127.0.0.1:$PROM_PORT"
-printf 'global: {}\nscrape_configs: []\n' >"$WORK/prometheus.yml"
-"$PROM_DIR/prometheus" \
-	--config.file="$WORK/prometheus.yml" \
-	--storage.tsdb.path="$WORK/prom" \
-	--storage.tsdb.retention.time=3650d \
-	--web.listen-address="127.0.0.1:$PROM_PORT" \
-	>"$WORK/prometheus.log" 2>&1 &
-PROM_PID=$!
-wait_ok "$PROM_URL/-/ready" "$PROM_PID" "$WORK/prometheus.log" prometheus
+start_prometheus "$WORK/prom" "$WORK"
 log "prometheus on $PROM_URL"
 
 # === VictoriaMetrics ===

@@ -98,20 +98,33 @@ impl SeriesSpec {
     }
 }
 
-/// The data set's time span: scrapes at `start_ms + OFFSET_MS + k * SCRAPE_MS` for
-/// `k` in `0..SCRAPES`.
+/// The data set's time span: scrapes at `start_ms + OFFSET_MS + k * scrape_ms` for
+/// `k` in `0..scrapes`, of the first `targets` targets.
 #[derive(Debug, Clone, Copy)]
 pub struct Dataset {
     /// A multiple of the scrape interval.
     pub start_ms: i64,
+    pub scrape_ms: i64,
+    pub scrapes: i64,
+    pub targets: usize,
 }
 
 impl Dataset {
     /// The day that ends at `end_ms` rounded down to the scrape interval.
     pub fn ending_at(end_ms: i64) -> Self {
-        let end = end_ms - end_ms.rem_euclid(SCRAPE_MS);
+        Self::spanning(end_ms, 1, SCRAPE_MS, JOBS.len() * INSTANCES_PER_JOB)
+    }
+
+    /// `days` days ending at `end_ms` rounded down to `scrape_ms`, scraped every
+    /// `scrape_ms` (a divisor of a day), of the first `targets` targets (40 series each).
+    /// Counters grow by the same amounts per scrape whatever the interval.
+    pub fn spanning(end_ms: i64, days: i64, scrape_ms: i64, targets: usize) -> Self {
+        let end = end_ms - end_ms.rem_euclid(scrape_ms);
         Dataset {
-            start_ms: end - DAY_MS,
+            start_ms: end - days * DAY_MS,
+            scrape_ms,
+            scrapes: days * DAY_MS / scrape_ms,
+            targets: targets.min(JOBS.len() * INSTANCES_PER_JOB),
         }
     }
 
@@ -121,11 +134,11 @@ impl Dataset {
     }
 
     pub fn query_end_ms(&self) -> i64 {
-        self.start_ms + DAY_MS
+        self.start_ms + self.scrapes * self.scrape_ms
     }
 
     pub fn timestamps(&self) -> impl Iterator<Item = i64> + '_ {
-        (0..SCRAPES).map(move |k| self.start_ms + OFFSET_MS + k * SCRAPE_MS)
+        (0..self.scrapes).map(move |k| self.start_ms + OFFSET_MS + k * self.scrape_ms)
     }
 
     pub fn series(&self) -> Vec<SeriesSpec> {
@@ -133,6 +146,9 @@ impl Dataset {
         for (j, job) in JOBS.iter().enumerate() {
             for i in 0..INSTANCES_PER_JOB {
                 let target = j * INSTANCES_PER_JOB + i;
+                if target >= self.targets {
+                    break;
+                }
                 let instance = format!("10.0.{j}.{i}:8080");
                 let base = |extra: &[(&'static str, String)]| {
                     let mut l = vec![("instance", instance.clone()), ("job", job.to_string())];
@@ -199,7 +215,7 @@ impl Dataset {
 
     /// The series' samples in time order.
     pub fn samples(&self, spec: &SeriesSpec) -> Vec<(i64, f64)> {
-        let mut out = Vec::with_capacity(SCRAPES as usize);
+        let mut out = Vec::with_capacity(self.scrapes as usize);
         let mut total = 0.0f64;
         for (k, t) in self.timestamps().enumerate() {
             let k = k as i64;
