@@ -125,6 +125,22 @@ impl MakeRequestId for Counter {
     }
 }
 
+/// A 5xx answer is what promgate meant to say (a backend down, not ready yet) and is
+/// logged where its cause is; only a response that failed outright is a warning.
+fn log_failure(
+    failure: tower_http::classify::ServerErrorsFailureClass,
+    latency: Duration,
+    _span: &tracing::Span,
+) {
+    use tower_http::classify::ServerErrorsFailureClass as Class;
+    match failure {
+        Class::StatusCode(code) => {
+            tracing::debug!(status = %code, ?latency, "answered with a server error")
+        }
+        Class::Error(error) => tracing::warn!(%error, ?latency, "response failed"),
+    }
+}
+
 async fn serve(
     listener: TcpListener,
     app: Arc<App>,
@@ -135,7 +151,7 @@ async fn serve(
     let handler_app = app.clone();
     let service = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(Counter::default()))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().on_failure(log_failure))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(CompressionLayer::new().gzip(true))
         .layer(HttpMetricsLayer::new(app.metrics.clone()))
