@@ -549,6 +549,9 @@ async fn fetch<S: Store>(
                 if let Some(e) = samples.error() {
                     return Err(EngineError::Store(format!("corrupt chunk: {e}")));
                 }
+                // Held until the query ends: without the slack growth left behind.
+                raw.ts.shrink_to_fit();
+                raw.vs.shrink_to_fit();
                 all.push(raw);
             }
         }

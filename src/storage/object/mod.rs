@@ -4,10 +4,12 @@
 
 mod counted;
 mod fs;
+mod memory;
 mod s3;
 
 pub use counted::{CountedObjects, ReadCounts};
 pub use fs::FsObjects;
+pub use memory::MemoryObjects;
 pub use s3::{S3Location, S3Objects};
 
 use std::ops::Range;
