@@ -2,6 +2,9 @@
 //! has to merge (HA range queries) rather than relay: a range answer of 200 series x 1 441
 //! points (about 7 MB) as Prometheus writes it.
 //!
+//! The engine's answers are written without a decode: `engine_matrix` writes a matrix of
+//! 200 series x 1 441 points of rates and gauges (fractional values, as most answers hold).
+//!
 //! `cargo bench --bench json`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -54,6 +57,47 @@ fn bench(c: &mut Criterion) {
         b.iter(|| promgate::api::json::attach_labels_raw(body.as_bytes(), &labels).unwrap())
     });
     group.finish();
+
+    let matrix = engine_matrix(200, 1441);
+    let mut sized = Vec::new();
+    promgate::api::engine_json::write_engine_value(&mut sized, &matrix, 0);
+    let mut group = c.benchmark_group("engine_matrix");
+    group.throughput(Throughput::Bytes(sized.len() as u64));
+    group.bench_function("encode", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(sized.len());
+            promgate::api::engine_json::write_engine_value(&mut out, &matrix, 0);
+            out
+        })
+    });
+    group.finish();
+}
+
+/// Rates (fractions with many digits), gauges with two decimals and integer counts.
+fn engine_matrix(series: usize, points: usize) -> promgate::promql::engine::Value {
+    use promgate::model::Labels;
+    use promgate::promql::engine::{RangeSeries, Value};
+    Value::Matrix(
+        (0..series)
+            .map(|s| RangeSeries {
+                labels: Labels::new(vec![
+                    ("instance".to_string(), format!("i-{s}")),
+                    ("job".to_string(), "api".to_string()),
+                ]),
+                points: (0..points)
+                    .map(|p| {
+                        let t = 1_700_000_000_000 + p as i64 * 15_000;
+                        let v = match s % 3 {
+                            0 => (s * 7 + p * 13) as f64 / 15.0,
+                            1 => ((s * 100 + p) as f64 * 0.37).round() / 100.0,
+                            _ => (s * 1000 + p) as f64,
+                        };
+                        (t, v)
+                    })
+                    .collect(),
+            })
+            .collect(),
+    )
 }
 
 criterion_group!(benches, bench);
