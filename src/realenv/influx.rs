@@ -2,14 +2,14 @@
 //! Prometheus remote-writes to and remote-reads from.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{free_port, http, http_get};
 
 /// A running `influxd`, stopped on drop.
 pub struct InfluxServer {
-    child: Option<Child>,
+    process: super::ServerProcess,
     port: u16,
     dir: tempfile::TempDir,
 }
@@ -46,7 +46,7 @@ impl InfluxServer {
             .spawn()
             .map_err(|e| format!("starting influxd: {e}"))?;
         let mut server = InfluxServer {
-            child: Some(child),
+            process: super::ServerProcess::new(child),
             port,
             dir,
         };
@@ -55,7 +55,7 @@ impl InfluxServer {
             if http_get(&format!("{}/ping", server.url())).is_ok_and(|r| r.status == 204) {
                 break;
             }
-            if let Some(Ok(Some(status))) = server.child.as_mut().map(Child::try_wait) {
+            if let Some(status) = server.process.exited() {
                 return Err(format!("influxd exited with {status}"));
             }
             if Instant::now() > until {
@@ -94,34 +94,15 @@ impl InfluxServer {
 
     /// SIGSTOP: keeps its socket, answers nothing (a hung store).
     pub fn suspend(&self) {
-        self.signal("STOP");
+        self.process.suspend();
     }
 
     pub fn resume(&self) {
-        self.signal("CONT");
+        self.process.resume();
     }
 
     /// Stops it at once: connections are refused from then on.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        if let Some(child) = &self.child {
-            let _ = Command::new("kill")
-                .arg(format!("-{sig}"))
-                .arg(child.id().to_string())
-                .status();
-        }
-    }
-}
-
-impl Drop for InfluxServer {
-    fn drop(&mut self) {
-        self.resume();
-        self.kill();
+        self.process.kill();
     }
 }

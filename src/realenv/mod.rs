@@ -132,9 +132,65 @@ impl PrometheusOptions {
     }
 }
 
+/// A server process started here: suspended, resumed or killed on request, and killed
+/// (resumed first, so that it can die) when dropped, so a failing test leaves nothing behind.
+pub struct ServerProcess {
+    child: Option<Child>,
+}
+
+impl ServerProcess {
+    pub fn new(child: Child) -> Self {
+        ServerProcess { child: Some(child) }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// How it ended, if it has.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// SIGSTOP: it keeps its sockets but answers nothing, as a hung server would.
+    pub fn suspend(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    /// Kills it at once (SIGKILL), as a crash would: connections are refused from then on.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.resume();
+        self.kill();
+    }
+}
+
 /// A running Prometheus, stopped on drop.
 pub struct PrometheusServer {
-    child: Option<Child>,
+    process: ServerProcess,
     port: u16,
     data_dir: PathBuf,
     _dir: tempfile::TempDir,
@@ -175,7 +231,7 @@ impl PrometheusServer {
             .spawn()
             .map_err(|e| format!("starting {}: {e}", bin.prometheus.display()))?;
         let mut server = PrometheusServer {
-            child: Some(child),
+            process: ServerProcess::new(child),
             port,
             data_dir,
             _dir: dir,
@@ -187,7 +243,7 @@ impl PrometheusServer {
     fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
         let until = Instant::now() + limit;
         while Instant::now() < until {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+            if let Some(status) = self.process.exited() {
                 return Err(format!(
                     "prometheus exited with {status}: {}",
                     self.log_tail()
@@ -223,40 +279,21 @@ impl PrometheusServer {
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     /// Kills the server at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// SIGSTOP: the server keeps its sockets but answers nothing, as a hung one would.
     pub fn suspend(&self) {
-        self.signal("STOP");
+        self.process.suspend();
     }
 
     pub fn resume(&self) {
-        self.signal("CONT");
-    }
-
-    fn signal(&self, sig: &str) {
-        if let Some(pid) = self.pid() {
-            let _ = Command::new("kill")
-                .arg(format!("-{sig}"))
-                .arg(pid.to_string())
-                .status();
-        }
-    }
-}
-
-impl Drop for PrometheusServer {
-    fn drop(&mut self) {
-        self.resume();
-        self.kill();
+        self.process.resume();
     }
 }
 

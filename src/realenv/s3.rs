@@ -2,7 +2,7 @@
 //! which `.ci/run` does). It keeps everything in memory, accepts any credentials without
 //! checking signatures and wants path-style URLs.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{free_port, http, http_get};
@@ -10,7 +10,7 @@ use crate::storage::object::S3Location;
 
 /// A running moto server, stopped on drop.
 pub struct S3Server {
-    child: Option<Child>,
+    process: super::ServerProcess,
     port: u16,
     dir: tempfile::TempDir,
 }
@@ -44,7 +44,7 @@ impl S3Server {
             .spawn()
             .map_err(|e| format!("starting moto: {e}"))?;
         let mut server = S3Server {
-            child: Some(child),
+            process: super::ServerProcess::new(child),
             port,
             dir,
         };
@@ -53,7 +53,7 @@ impl S3Server {
             if http_get(&format!("{}/", server.endpoint())).is_ok_and(|r| r.status == 200) {
                 return Ok(server);
             }
-            if let Some(Ok(Some(status))) = server.child.as_mut().map(Child::try_wait) {
+            if let Some(status) = server.process.exited() {
                 return Err(format!("moto exited with {status}: {}", server.log_tail()));
             }
             if Instant::now() > until {
@@ -103,34 +103,15 @@ impl S3Server {
 
     /// SIGSTOP: keeps its socket, answers nothing (a hung store).
     pub fn suspend(&self) {
-        self.signal("STOP");
+        self.process.suspend();
     }
 
     pub fn resume(&self) {
-        self.signal("CONT");
+        self.process.resume();
     }
 
     /// Stops it at once: connections are refused from then on.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        if let Some(child) = &self.child {
-            let _ = Command::new("kill")
-                .arg(format!("-{sig}"))
-                .arg(child.id().to_string())
-                .status();
-        }
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        self.resume();
-        self.kill();
+        self.process.kill();
     }
 }
