@@ -122,8 +122,9 @@ pub struct BackendConfig {
     pub cache_size: ByteSize,
 }
 
-/// `[backend.bucket]`: an S3 bucket (AWS or any S3-compatible server).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// `[backend.bucket]`: an S3 bucket (AWS or any S3-compatible server). Its `Debug` leaves
+/// the secret key out.
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BucketConfig {
     /// `https://s3.eu-west-1.amazonaws.com`, `http://127.0.0.1:9000`.
@@ -148,6 +149,25 @@ pub struct BucketConfig {
     pub access_key_env: Option<String>,
     #[serde(default)]
     pub secret_key_env: Option<String>,
+}
+
+impl fmt::Debug for BucketConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BucketConfig")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("access_key", &self.access_key)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("access_key_env", &self.access_key_env)
+            .field("secret_key_env", &self.secret_key_env)
+            .finish()
+    }
 }
 
 fn default_region() -> String {

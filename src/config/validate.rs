@@ -410,6 +410,17 @@ extra = 1
             (bucket.region.as_str(), bucket.path_style),
             ("us-east-1", true)
         );
+        let secret = parse(
+            "[[backend]]\nname=\"lts\"\nkind=\"blocks\"\n\
+             [backend.bucket]\nendpoint=\"http://s3\"\nbucket=\"m\"\n\
+             access_key=\"AKIA1\"\nsecret_key=\"hunter2\"\n",
+        )
+        .unwrap();
+        let shown = format!("{:?}", secret.backends[0]);
+        assert!(
+            shown.contains("AKIA1") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 
     #[test]
