@@ -180,7 +180,13 @@ fn check_server(bin: PrometheusBinary, strict_chunk_bytes: bool) {
                 .expect("header")
                 .collect::<Result<_, _>>()
                 .expect("decodes");
-            assert!(decoded.len() <= 120);
+            // Prometheus aims at 120 samples a chunk, but its head cuts at a predicted end
+            // time, so where that falls depends on the data's alignment: at most twice that.
+            assert!(
+                !decoded.is_empty() && decoded.len() <= 240,
+                "{} samples in a chunk",
+                decoded.len()
+            );
             let ours = encode_xor(&decoded).expect("fits");
             // 2.x's bit stream could leave one spare zero byte after a byte-aligned end.
             let theirs = match chunk.data.as_ref() {
