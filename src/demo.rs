@@ -220,7 +220,8 @@ impl Demo {
         let _ = writeln!(t, "Config: {}\n", self.config_path.display());
         let at = format!("time={}", self.data_end_ms / 1000);
         let (start, end) = (self.gap.0 / 1000 - 3600, self.gap.1 / 1000 + 3600);
-        let week = format!("time={}", self.blocks.2 / 1000);
+        let (_, from, to) = &self.blocks;
+        let week = format!("time={}", (from + to) / 2 / 1000);
         let examples: [(&str, &str, Vec<String>); 6] = [
             (
                 "every scrape target, both data centres",
@@ -246,12 +247,12 @@ impl Demo {
                 ],
             ),
             (
-                "a sum across data centres (answered per group, with a warning)",
+                "a sum across data centres (exact: partial sums per group, combined)",
                 "/api/v1/query",
                 vec!["query=sum(demo_temperature_celsius)".into(), at],
             ),
             (
-                "eu1 a week ago, from its blocks",
+                "eu1 last week, from its blocks",
                 "/api/v1/query",
                 vec![
                     "query=sum by (cluster) (rate(demo_requests_total[5m]))".into(),
