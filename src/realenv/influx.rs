@@ -3,9 +3,9 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{free_port, http, http_get};
+use super::{free_port, http};
 
 /// A running `influxd`, stopped on drop.
 pub struct InfluxServer {
@@ -50,19 +50,10 @@ impl InfluxServer {
             port,
             dir,
         };
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            if http_get(&format!("{}/ping", server.url())).is_ok_and(|r| r.status == 204) {
-                break;
-            }
-            if let Some(status) = server.process.exited() {
-                return Err(format!("influxd exited with {status}"));
-            }
-            if Instant::now() > until {
-                return Err("influxd not ready within 30 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let ping = format!("{}/ping", server.url());
+        server
+            .process
+            .wait_for("influxd", &ping, 204, Duration::from_secs(30))?;
         let q: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("q", &format!("CREATE DATABASE \"{database}\""))
             .finish();

@@ -132,6 +132,12 @@ impl PrometheusOptions {
     }
 }
 
+/// The last lines of a server's log, for messages.
+pub(crate) fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+}
+
 /// A server process started here: suspended, resumed or killed on request, and killed
 /// (resumed first, so that it can die) when dropped, so a failing test leaves nothing behind.
 pub struct ServerProcess {
@@ -168,6 +174,30 @@ impl ServerProcess {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Waits until `url` answers with `status`; `what` names the server in the error when
+    /// it exits first or `limit` passes.
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        url: &str,
+        status: u16,
+        limit: Duration,
+    ) -> Result<(), String> {
+        let until = Instant::now() + limit;
+        loop {
+            if http_get(url).is_ok_and(|r| r.status == status) {
+                return Ok(());
+            }
+            if let Some(exit) = self.exited() {
+                return Err(format!("{what} exited with {exit}"));
+            }
+            if Instant::now() > until {
+                return Err(format!("{what} not ready within {limit:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -241,29 +271,15 @@ impl PrometheusServer {
     }
 
     fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
-        let until = Instant::now() + limit;
-        while Instant::now() < until {
-            if let Some(status) = self.process.exited() {
-                return Err(format!(
-                    "prometheus exited with {status}: {}",
-                    self.log_tail()
-                ));
-            }
-            if http_get(&format!("{}/-/ready", self.url())).is_ok_and(|r| r.status == 200) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(format!(
-            "prometheus not ready within {limit:?}: {}",
-            self.log_tail()
-        ))
-    }
-
-    fn log_tail(&self) -> String {
-        let text =
-            std::fs::read_to_string(self._dir.path().join("prometheus.log")).unwrap_or_default();
-        text.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+        let url = format!("{}/-/ready", self.url());
+        self.process
+            .wait_for("prometheus", &url, 200, limit)
+            .map_err(|e| {
+                format!(
+                    "{e}: {}",
+                    log_tail(&self._dir.path().join("prometheus.log"))
+                )
+            })
     }
 
     pub fn url(&self) -> String {

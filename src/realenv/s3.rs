@@ -3,9 +3,9 @@
 //! checking signatures and wants path-style URLs.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{free_port, http, http_get};
+use super::{free_port, http};
 use crate::storage::object::S3Location;
 
 /// A running moto server, stopped on drop.
@@ -48,24 +48,13 @@ impl S3Server {
             port,
             dir,
         };
-        let until = Instant::now() + Duration::from_secs(60);
-        loop {
-            if http_get(&format!("{}/", server.endpoint())).is_ok_and(|r| r.status == 200) {
-                return Ok(server);
-            }
-            if let Some(status) = server.process.exited() {
-                return Err(format!("moto exited with {status}: {}", server.log_tail()));
-            }
-            if Instant::now() > until {
-                return Err(format!("moto not ready within 60 s: {}", server.log_tail()));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.path().join("moto.log")).unwrap_or_default();
-        text.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+        let url = format!("{}/", server.endpoint());
+        let log = server.dir.path().join("moto.log");
+        server
+            .process
+            .wait_for("moto", &url, 200, Duration::from_secs(60))
+            .map_err(|e| format!("{e}: {}", super::log_tail(&log)))?;
+        Ok(server)
     }
 
     /// `http://127.0.0.1:PORT`.
