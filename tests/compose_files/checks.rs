@@ -1,0 +1,317 @@
+//! Checks of the files a stack mounts: promgate's configuration, Prometheus's (with
+//! promtool, as the container sees it) and Grafana's data sources.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_yaml::Value;
+
+use super::stack::{Service, Source, Stack, copy_into, text_of};
+use super::{
+    PROMETHEUS_DEFAULT_CONFIG, PROMGATE_CONFIG_IN_CONTAINER, files_under, is_prometheus_config,
+};
+
+// === promgate's configuration ===
+
+fn host_of(url: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+}
+
+/// Every promgate configuration mounted in the stack is valid, listens beyond loopback, and
+/// names only hosts that are services of the stack.
+pub fn promgate_problems(stack: &Stack) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mounted = stack.sources_of(PROMGATE_CONFIG_IN_CONTAINER);
+    if mounted.is_empty() {
+        problems.push(format!(
+            "{}: no service mounts a promgate configuration at {PROMGATE_CONFIG_IN_CONTAINER}",
+            stack.dir.display()
+        ));
+    }
+    for (service, path) in mounted {
+        let at = format!("{} (services.{})", path.display(), service.name);
+        let config = match promgate::config::Config::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                problems.push(format!("{at}: {e}"));
+                continue;
+            }
+        };
+        match promgate::config::parse_listen(&config.server.listen) {
+            Ok(addr) if addr.ip().is_loopback() => problems.push(format!(
+                "{at}: server.listen {} is unreachable from other containers",
+                config.server.listen
+            )),
+            _ => {}
+        }
+        for backend in &config.backends {
+            let urls = [
+                Some(backend.url.as_str()),
+                backend.bucket.as_ref().map(|b| b.endpoint.as_str()),
+            ];
+            for url in urls.into_iter().flatten().filter(|u| !u.is_empty()) {
+                match host_of(url) {
+                    Some(host) if stack.has_service(&host) => {}
+                    _ => problems.push(format!(
+                        "{at}: backend {}: {url} is not a service of the stack",
+                        backend.name
+                    )),
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// The port promgate listens on in the services that mount its configuration.
+fn promgate_ports(stack: &Stack) -> BTreeMap<String, u16> {
+    stack
+        .sources_of(PROMGATE_CONFIG_IN_CONTAINER)
+        .into_iter()
+        .filter_map(|(service, path)| {
+            let config = promgate::config::Config::load(&path).ok()?;
+            let addr = promgate::config::parse_listen(&config.server.listen).ok()?;
+            Some((service.name.clone(), addr.port()))
+        })
+        .collect()
+}
+
+// === Prometheus ===
+
+pub fn promtool() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("PROMTOOL").map(PathBuf::from),
+        Some(PathBuf::from("/opt/prom3/usr/bin/promtool")),
+        Some(PathBuf::from("promtool")),
+    ];
+    candidates.into_iter().flatten().find(|p| {
+        Command::new(p)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+fn is_prometheus(service: &Service) -> bool {
+    service
+        .image
+        .as_deref()
+        .is_some_and(|i| i.starts_with("prom/prometheus:"))
+}
+
+fn config_file_flag(service: &Service) -> String {
+    service
+        .command
+        .iter()
+        .find_map(|a| a.strip_prefix("--config.file="))
+        .unwrap_or(PROMETHEUS_DEFAULT_CONFIG)
+        .to_string()
+}
+
+/// Hosts a Prometheus configuration talks to: scrape targets and remote endpoints.
+fn prometheus_hosts(config: &Value) -> Vec<String> {
+    let mut hosts = Vec::new();
+    for job in config
+        .get("scrape_configs")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        for statics in job
+            .get("static_configs")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            for target in statics
+                .get("targets")
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+                .filter_map(text_of)
+            {
+                hosts.push(
+                    target
+                        .rsplit_once(':')
+                        .map_or(target.clone(), |(h, _)| h.to_string()),
+                );
+            }
+        }
+    }
+    for key in ["remote_write", "remote_read"] {
+        for endpoint in config
+            .get(key)
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(host) = endpoint
+                .get("url")
+                .and_then(text_of)
+                .and_then(|u| host_of(&u))
+            {
+                hosts.push(host);
+            }
+        }
+    }
+    hosts
+}
+
+/// Each Prometheus service's configuration parses, reaches only hosts of the stack, and —
+/// with `promtool` — passes `promtool check config` with the service's bind mounts laid out
+/// as in its container, so rule files resolve as they will there. Every prometheus*.yml of
+/// the stack must be some service's configuration.
+pub fn prometheus_problems(stack: &Stack, promtool: Option<&Path>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut used = BTreeSet::new();
+    for service in stack.services.iter().filter(|s| is_prometheus(s)) {
+        let at = format!("{}: services.{}", stack.dir.display(), service.name);
+        let config_in_container = config_file_flag(service);
+        let Some((_, config_path)) = stack
+            .sources_of(&config_in_container)
+            .into_iter()
+            .find(|(s, _)| s.name == service.name)
+        else {
+            problems.push(format!("{at}: nothing mounted at {config_in_container}"));
+            continue;
+        };
+        used.insert(config_path.canonicalize().unwrap_or(config_path.clone()));
+        let config: Value = match std::fs::read_to_string(&config_path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_yaml::from_str(&t).map_err(|e| e.to_string()))
+        {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("{}: {e}", config_path.display()));
+                continue;
+            }
+        };
+        for host in prometheus_hosts(&config) {
+            if host != "localhost" && !stack.has_service(&host) {
+                problems.push(format!(
+                    "{}: {host} is not a service of the stack",
+                    config_path.display()
+                ));
+            }
+        }
+        let Some(promtool) = promtool else { continue };
+        let root = tempfile::tempdir().expect("temporary directory");
+        for mount in &service.mounts {
+            if let Source::Bind(from) = &mount.source {
+                let to = root.path().join(mount.target.trim_start_matches('/'));
+                if let Err(e) = copy_into(from, &to) {
+                    problems.push(format!("{at}: copying {}: {e}", from.display()));
+                }
+            }
+        }
+        let file = root
+            .path()
+            .join(config_in_container.trim_start_matches('/'));
+        match Command::new(promtool)
+            .args(["check", "config"])
+            .arg(&file)
+            .output()
+        {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => problems.push(format!(
+                "{at}: promtool check config {} failed:\n{}{}",
+                config_path.display(),
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )),
+            Err(e) => problems.push(format!("{at}: cannot run promtool: {e}")),
+        }
+    }
+    for file in files_under(&stack.dir, &is_prometheus_config) {
+        if !used.contains(&file.canonicalize().unwrap_or(file.clone())) {
+            problems.push(format!(
+                "{}: not the configuration of any Prometheus service",
+                file.display()
+            ));
+        }
+    }
+    problems
+}
+
+// === Grafana ===
+
+/// Grafana's provisioned data sources: a default Prometheus one whose URL is the stack's
+/// promgate at the port its configuration listens on.
+pub fn grafana_problems(stack: &Stack) -> Vec<String> {
+    let mut problems = Vec::new();
+    let promgates = promgate_ports(stack);
+    let files = files_under(&stack.dir.join("grafana/provisioning/datasources"), &|n| {
+        n.ends_with(".yaml") || n.ends_with(".yml")
+    });
+    if files.is_empty() {
+        problems.push(format!(
+            "{}: no Grafana data source under grafana/provisioning/datasources",
+            stack.dir.display()
+        ));
+    }
+    let mut default_is_promgate = false;
+    for file in files {
+        let doc: Value = match std::fs::read_to_string(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_yaml::from_str(&t).map_err(|e| e.to_string()))
+        {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("{}: {e}", file.display()));
+                continue;
+            }
+        };
+        for ds in doc
+            .get("datasources")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            let name = ds.get("name").and_then(text_of).unwrap_or_default();
+            let at = format!("{}: data source {name:?}", file.display());
+            if ds.get("type").and_then(text_of).as_deref() != Some("prometheus") {
+                continue;
+            }
+            let url = ds.get("url").and_then(text_of).unwrap_or_default();
+            let parsed = url::Url::parse(&url).ok();
+            let target = parsed
+                .as_ref()
+                .and_then(|u| Some((u.host_str()?.to_string(), u.port_or_known_default()?)));
+            match target {
+                Some((host, port)) if promgates.get(&host) == Some(&port) => {
+                    if ds.get("isDefault").and_then(Value::as_bool) == Some(true) {
+                        default_is_promgate = true;
+                    }
+                }
+                _ => problems.push(format!(
+                    "{at}: url {url:?} is not a promgate of the stack (those: {promgates:?})"
+                )),
+            }
+            let json = ds.get("jsonData");
+            let flavour = json.and_then(|j| j.get("prometheusType")).and_then(text_of);
+            if flavour.as_deref() != Some("Prometheus") {
+                problems.push(format!(
+                    "{at}: jsonData.prometheusType is {flavour:?}, not \"Prometheus\""
+                ));
+            }
+            let version = json
+                .and_then(|j| j.get("prometheusVersion"))
+                .and_then(text_of);
+            if version.as_deref() != Some("3.5.0") {
+                problems.push(format!(
+                    "{at}: jsonData.prometheusVersion is {version:?}; promgate's buildinfo says 3.5.0"
+                ));
+            }
+        }
+    }
+    if !default_is_promgate {
+        problems.push(format!(
+            "{}: no default Grafana data source pointing at promgate",
+            stack.dir.display()
+        ));
+    }
+    problems
+}
