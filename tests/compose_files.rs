@@ -162,6 +162,46 @@ fn every_prometheus_config_under_compose_is_yaml_with_external_labels() {
     }
 }
 
+/// The image the stacks build: promgate built with the lock file, run unprivileged, with the
+/// configuration path the stacks mount and this test assumes.
+#[test]
+fn the_dockerfile_builds_promgate_and_runs_it_unprivileged_on_the_mounted_config() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("Dockerfile");
+    let lines: Vec<&str> = dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    let has = |prefix: &str| lines.iter().any(|l| l.starts_with(prefix));
+    assert!(has("FROM rust:1-bookworm AS build"), "builder stage");
+    assert!(
+        dockerfile.contains("cargo build --release --locked --bin promgate"),
+        "release build with the lock file"
+    );
+    assert!(has("EXPOSE 9090"));
+    let user = lines
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("a USER line");
+    assert!(!matches!(user.trim(), "root" | "0"), "runs as {user}");
+    assert!(has(r#"ENTRYPOINT ["/usr/local/bin/promgate"]"#));
+    assert!(
+        has(&format!(
+            r#"CMD ["run", "--config", "{PROMGATE_CONFIG_IN_CONTAINER}"]"#
+        )),
+        "CMD runs the configuration the stacks mount"
+    );
+    let ignore = std::fs::read_to_string(root.join(".dockerignore")).expect(".dockerignore");
+    for entry in ["target/", "fuzz/target/", ".git/"] {
+        assert!(
+            ignore.lines().any(|l| l.trim() == entry),
+            ".dockerignore lacks {entry}"
+        );
+    }
+}
+
 // === each check fails on a broken stack ===
 
 /// A copy of compose/ha-pair in a temporary directory whose build context is the repository,
