@@ -15,7 +15,10 @@ mod checks;
 #[path = "compose_files/stack.rs"]
 mod stack;
 
-use checks::{grafana_problems, prometheus_problems, promgate_problems, promtool};
+use checks::{
+    dashboard_problems, exported_metric_names, grafana_problems, prometheus_problems,
+    promgate_problems, promtool, rule_problems,
+};
 use stack::{compose_command, compose_config_problems, copy_into, load_stack};
 
 /// Where promgate's configuration sits in its container (the Dockerfile's CMD).
@@ -72,6 +75,9 @@ fn stack_problems(dir: &Path, promtool: Option<&Path>) -> Vec<String> {
     problems.extend(promgate_problems(&stack));
     problems.extend(prometheus_problems(&stack, promtool));
     problems.extend(grafana_problems(&stack));
+    let exported = exported_metric_names();
+    problems.extend(rule_problems(&stack, &exported));
+    problems.extend(dashboard_problems(&stack, &exported));
     problems
 }
 
@@ -336,6 +342,50 @@ fn a_grafana_data_source_not_pointing_at_promgate_is_reported() {
         &problems,
         "no default Grafana data source pointing at promgate",
     );
+}
+
+#[test]
+fn exported_metric_names_cover_every_kind() {
+    let names = exported_metric_names();
+    for name in [
+        "promgate_http_requests_total",
+        "promgate_http_request_duration_seconds_bucket",
+        "promgate_backend_breaker_state",
+        "promgate_build_info",
+    ] {
+        assert!(names.contains(name), "{name} missing from {names:?}");
+    }
+}
+
+#[test]
+fn an_alert_on_a_metric_promgate_does_not_export_is_reported() {
+    let root = broken_stack(&|d| {
+        replace_in(
+            &d.join("rules/promgate.yml"),
+            "promgate_backend_up == 0",
+            "promgate_backend_down == 1",
+        )
+    });
+    assert_reported(
+        &problems_of(&root),
+        "promgate_backend_down is not a metric promgate exports",
+    );
+}
+
+#[test]
+fn a_dashboard_on_another_data_source_or_metric_is_reported() {
+    let root = broken_stack(&|d| {
+        let file = d.join("grafana/provisioning/dashboards/promgate.json");
+        replace_in(
+            &file,
+            "promgate_query_paths_total",
+            "promgate_query_path_total",
+        );
+        replace_in(&file, "\"uid\": \"promgate\"", "\"uid\": \"thanos\"");
+    });
+    let problems = problems_of(&root);
+    assert_reported(&problems, "promgate_query_path_total is not a metric");
+    assert_reported(&problems, "data source uid \"thanos\" is not provisioned");
 }
 
 #[test]

@@ -315,3 +315,159 @@ pub fn grafana_problems(stack: &Stack) -> Vec<String> {
     }
     problems
 }
+
+// === promgate's metrics in alert rules and dashboards ===
+
+/// Every series name promgate's /metrics can hold, from the `# TYPE` lines of a fresh
+/// registry: counters as `_total`, histograms as `_bucket`, `_sum` and `_count`, info
+/// metrics as `_info`.
+pub fn exported_metric_names() -> BTreeSet<String> {
+    let text = promgate::telemetry::Metrics::new().render();
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if (words.next(), words.next()) != (Some("#"), Some("TYPE")) {
+            continue;
+        }
+        let (Some(name), Some(kind)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let suffixes: &[&str] = match kind {
+            "counter" => &["_total"],
+            "histogram" => &["_bucket", "_sum", "_count"],
+            "info" => &["_info"],
+            _ => &[""],
+        };
+        for suffix in suffixes {
+            let full = format!("{name}{suffix}");
+            // A counter whose TYPE line already carries the suffix.
+            names.insert(full.replace("_total_total", "_total"));
+        }
+    }
+    names
+}
+
+/// `promgate_*` names in a PromQL expression that promgate does not export, or the
+/// parser's complaint when it is not PromQL.
+fn unknown_metrics(expr: &str, exported: &BTreeSet<String>) -> Vec<String> {
+    if let Err(e) = promql_parser::parser::parse(expr) {
+        return vec![format!("not PromQL ({e}): {expr}")];
+    }
+    let names = regex::Regex::new(r"\bpromgate_[a-zA-Z0-9_]*").expect("regex");
+    names
+        .find_iter(expr)
+        .map(|m| m.as_str().to_string())
+        .filter(|name| !exported.contains(name))
+        .map(|name| format!("{name} is not a metric promgate exports"))
+        .collect()
+}
+
+/// Alert and recording rules under the stack's rules/: YAML, PromQL, and only metrics
+/// promgate exports.
+pub fn rule_problems(stack: &Stack, exported: &BTreeSet<String>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for file in files_under(&stack.dir.join("rules"), &|n| {
+        n.ends_with(".yml") || n.ends_with(".yaml")
+    }) {
+        let doc: Value = match std::fs::read_to_string(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_yaml::from_str(&t).map_err(|e| e.to_string()))
+        {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("{}: {e}", file.display()));
+                continue;
+            }
+        };
+        for group in doc
+            .get("groups")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            for rule in group
+                .get("rules")
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+            {
+                let expr = rule.get("expr").and_then(text_of).unwrap_or_default();
+                for p in unknown_metrics(&expr, exported) {
+                    problems.push(format!("{}: {p}", file.display()));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// The uids of the data sources the stack provisions in Grafana.
+fn datasource_uids(stack: &Stack) -> BTreeSet<String> {
+    files_under(&stack.dir.join("grafana/provisioning/datasources"), &|n| {
+        n.ends_with(".yaml") || n.ends_with(".yml")
+    })
+    .into_iter()
+    .filter_map(|f| serde_yaml::from_str::<Value>(&std::fs::read_to_string(f).ok()?).ok())
+    .flat_map(|doc| {
+        doc.get("datasources")
+            .and_then(Value::as_sequence)
+            .cloned()
+            .unwrap_or_default()
+    })
+    .filter_map(|ds| ds.get("uid").and_then(text_of))
+    .collect()
+}
+
+/// Provisioned dashboards: JSON whose panels use provisioned data sources and whose queries
+/// are PromQL over metrics promgate exports.
+pub fn dashboard_problems(stack: &Stack, exported: &BTreeSet<String>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let uids = datasource_uids(stack);
+    for file in files_under(&stack.dir.join("grafana/provisioning/dashboards"), &|n| {
+        n.ends_with(".json")
+    }) {
+        let dashboard: serde_json::Value = match std::fs::read_to_string(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("{}: {e}", file.display()));
+                continue;
+            }
+        };
+        let mut panels: Vec<&serde_json::Value> = Vec::new();
+        let mut pending: Vec<&serde_json::Value> = vec![&dashboard];
+        while let Some(node) = pending.pop() {
+            for panel in node["panels"].as_array().into_iter().flatten() {
+                panels.push(panel);
+                pending.push(panel);
+            }
+        }
+        if panels.is_empty() {
+            problems.push(format!("{}: no panels", file.display()));
+        }
+        for panel in panels {
+            let title = panel["title"].as_str().unwrap_or_default();
+            let at = format!("{}: panel {title:?}", file.display());
+            let mut sources = vec![&panel["datasource"]];
+            let targets = panel["targets"].as_array().cloned().unwrap_or_default();
+            for target in &targets {
+                let expr = target["expr"].as_str().unwrap_or_default();
+                for p in unknown_metrics(expr, exported) {
+                    problems.push(format!("{at}: {p}"));
+                }
+            }
+            sources.extend(targets.iter().map(|t| &t["datasource"]).collect::<Vec<_>>());
+            for source in sources.into_iter().filter(|s| !s.is_null()) {
+                let uid = source["uid"].as_str().unwrap_or_default();
+                if !uids.contains(uid) {
+                    problems.push(format!(
+                        "{at}: data source uid {uid:?} is not provisioned ({uids:?})"
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
