@@ -208,6 +208,36 @@ fn the_dockerfile_builds_promgate_and_runs_it_unprivileged_on_the_mounted_config
     }
 }
 
+/// Each stack carries its own copy of promgate's alert rules and dashboard, so that a stack's
+/// directory stands alone; the copies stay equal.
+#[test]
+fn every_stack_carries_the_same_rules_and_dashboards() {
+    for shared in [
+        "rules/promgate.yml",
+        "grafana/provisioning/datasources/promgate.yaml",
+        "grafana/provisioning/dashboards/promgate.yaml",
+        "grafana/provisioning/dashboards/promgate.json",
+    ] {
+        let copies: Vec<(PathBuf, String)> = stacks()
+            .into_iter()
+            .map(|d| {
+                let file = d.join(shared);
+                let text = std::fs::read_to_string(&file)
+                    .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+                (file, text)
+            })
+            .collect();
+        for (file, text) in &copies[1..] {
+            assert!(
+                text == &copies[0].1,
+                "{} differs from {}",
+                file.display(),
+                copies[0].0.display()
+            );
+        }
+    }
+}
+
 // === each check fails on a broken stack ===
 
 /// A copy of compose/ha-pair in a temporary directory whose build context is the repository,
