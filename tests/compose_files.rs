@@ -4,7 +4,10 @@
 //! passes promgate's own validation and names hosts the stack has; every Prometheus
 //! configuration parses, passes `promtool check config` as its container sees it (mounts
 //! laid out in a temporary root) and scrapes hosts of the stack; Grafana's data sources
-//! point at the stack's promgate. Each check also runs on a broken stack, to show it fails.
+//! point at the stack's promgate; alert rules and dashboards query metrics promgate exports;
+//! the Dockerfile runs the configuration the stacks mount. Each check also runs on a broken
+//! stack, to show it fails. Without promtool or a compose binary those two checks are
+//! skipped with a message, except under CI (`CI=true`), where .ci/run installs both.
 
 use std::path::{Path, PathBuf};
 
