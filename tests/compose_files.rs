@@ -5,7 +5,8 @@
 //! configuration parses, passes `promtool check config` as its container sees it (mounts
 //! laid out in a temporary root) and scrapes hosts of the stack; Grafana's data sources
 //! point at the stack's promgate; alert rules and dashboards query metrics promgate exports;
-//! the Dockerfile runs the configuration the stacks mount. Each check also runs on a broken
+//! `promgate upload` services ship a non-compacting Prometheus's blocks to where a blocks
+//! backend reads them; the Dockerfile runs the configuration the stacks mount. Each check also runs on a broken
 //! stack, to show it fails. Without promtool or a compose binary those two checks are
 //! skipped with a message, except under CI (`CI=true`), where .ci/run installs both.
 
@@ -20,7 +21,7 @@ mod stack;
 
 use checks::{
     dashboard_problems, exported_metric_names, grafana_problems, prometheus_problems,
-    promgate_problems, promtool, rule_problems,
+    promgate_problems, promtool, rule_problems, upload_problems,
 };
 use stack::{compose_command, compose_config_problems, copy_into, load_stack};
 
@@ -81,6 +82,7 @@ fn stack_problems(dir: &Path, promtool: Option<&Path>) -> Vec<String> {
     let exported = exported_metric_names();
     problems.extend(rule_problems(&stack, &exported));
     problems.extend(dashboard_problems(&stack, &exported));
+    problems.extend(upload_problems(&stack));
     problems
 }
 
@@ -243,12 +245,17 @@ fn every_stack_carries_the_same_rules_and_dashboards() {
 
 // === each check fails on a broken stack ===
 
-/// A copy of compose/ha-pair in a temporary directory whose build context is the repository,
-/// with `edit` applied to its files.
+/// A copy of compose/ha-pair, edited.
 fn broken_stack(edit: &dyn Fn(&Path)) -> tempfile::TempDir {
+    broken_copy_of("ha-pair", edit)
+}
+
+/// A copy of compose/`name` in a temporary directory whose build context is the repository,
+/// with `edit` applied to its files.
+fn broken_copy_of(name: &str, edit: &dyn Fn(&Path)) -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("stack");
-    copy_into(&compose_root().join("ha-pair"), &dir).unwrap();
+    copy_into(&compose_root().join(name), &dir).unwrap();
     let compose = dir.join("compose.yaml");
     let text = std::fs::read_to_string(&compose).unwrap();
     let repo = env!("CARGO_MANIFEST_DIR");
@@ -419,6 +426,36 @@ fn a_dashboard_on_another_data_source_or_metric_is_reported() {
     let problems = problems_of(&root);
     assert_reported(&problems, "promgate_query_path_total is not a metric");
     assert_reported(&problems, "data source uid \"thanos\" is not provisioned");
+}
+
+#[test]
+fn an_unchanged_copy_of_every_stack_has_no_problems() {
+    for name in ["influxdb", "s3-blocks", "two-datacentres"] {
+        assert_no_problems(&problems_of(&broken_copy_of(name, &|_| {})));
+    }
+}
+
+#[test]
+fn uploads_from_a_compacting_prometheus_are_reported() {
+    let root = broken_copy_of("s3-blocks", &|d| {
+        replace_in(
+            &d.join("compose.yaml"),
+            "      - --storage.tsdb.max-block-duration=2h\n",
+            "",
+        )
+    });
+    assert_reported(
+        &problems_of(&root),
+        "must run with --storage.tsdb.max-block-duration=2h",
+    );
+}
+
+#[test]
+fn uploads_no_blocks_backend_reads_are_reported() {
+    let root = broken_copy_of("s3-blocks", &|d| {
+        replace_in(&d.join("compose.yaml"), "--prefix eu1/", "--prefix us1/")
+    });
+    assert_reported(&problems_of(&root), "which no blocks backend reads");
 }
 
 #[test]

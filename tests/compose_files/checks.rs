@@ -471,3 +471,107 @@ pub fn dashboard_problems(stack: &Stack, exported: &BTreeSet<String>) -> Vec<Str
     }
     problems
 }
+
+// === shipping blocks ===
+
+/// The value of `--flag VALUE` or `--flag=VALUE` in a command's words.
+fn flag_value(words: &[String], flag: &str) -> Option<String> {
+    let with_equals = format!("{flag}=");
+    words.iter().enumerate().find_map(|(i, w)| {
+        if w == flag {
+            words.get(i + 1).cloned()
+        } else {
+            w.strip_prefix(&with_equals).map(str::to_string)
+        }
+    })
+}
+
+fn with_slash(prefix: &str) -> String {
+    let prefix = prefix.trim_start_matches('/');
+    if prefix.is_empty() || prefix.ends_with('/') {
+        prefix.to_string()
+    } else {
+        format!("{prefix}/")
+    }
+}
+
+/// Services that run `promgate upload`: each reads the data volume of a Prometheus that cuts
+/// 2-hour blocks and never compacts them (so an uploaded block stays what is on disk), and
+/// uploads to a bucket and prefix a blocks backend of the stack's promgate reads, at an
+/// endpoint that is a service of the stack.
+pub fn upload_problems(stack: &Stack) -> Vec<String> {
+    let mut problems = Vec::new();
+    let readers: Vec<(String, String)> = stack
+        .sources_of(PROMGATE_CONFIG_IN_CONTAINER)
+        .into_iter()
+        .filter_map(|(_, path)| promgate::config::Config::load(&path).ok())
+        .flat_map(|config| config.backends)
+        .filter_map(|b| b.bucket)
+        .map(|b| (b.bucket, with_slash(&b.prefix)))
+        .collect();
+    for service in &stack.services {
+        let words: Vec<String> = service
+            .command
+            .iter()
+            .flat_map(|c| c.split_whitespace())
+            .filter(|w| *w != "\\")
+            .map(str::to_string)
+            .collect();
+        if !words
+            .windows(2)
+            .any(|w| w[0] == "promgate" && w[1] == "upload")
+        {
+            continue;
+        }
+        let at = format!("{}: services.{}", stack.dir.display(), service.name);
+        let from = flag_value(&words, "--from").unwrap_or_default();
+        let volume = service.mounts.iter().find_map(|m| match &m.source {
+            Source::Volume(v) if m.target == from => Some(v.clone()),
+            _ => None,
+        });
+        let Some(volume) = volume else {
+            problems.push(format!("{at}: --from {from} is not a mounted volume"));
+            continue;
+        };
+        let prometheus = stack.services.iter().find(|s| {
+            let data =
+                flag_value(&s.command, "--storage.tsdb.path").unwrap_or("/prometheus".to_string());
+            is_prometheus(s)
+                && s.mounts.iter().any(|m| {
+                    matches!(&m.source, Source::Volume(v) if *v == volume) && m.target == data
+                })
+        });
+        match prometheus {
+            None => problems.push(format!(
+                "{at}: volume {volume} is no Prometheus's data directory"
+            )),
+            Some(p) => {
+                for flag in [
+                    "--storage.tsdb.min-block-duration",
+                    "--storage.tsdb.max-block-duration",
+                ] {
+                    if flag_value(&p.command, flag).as_deref() != Some("2h") {
+                        problems.push(format!(
+                            "{at}: services.{} must run with {flag}=2h, or its blocks are compacted after upload",
+                            p.name
+                        ));
+                    }
+                }
+            }
+        }
+        let bucket = flag_value(&words, "--bucket").unwrap_or_default();
+        let prefix = with_slash(&flag_value(&words, "--prefix").unwrap_or_default());
+        if !readers.contains(&(bucket.clone(), prefix.clone())) {
+            problems.push(format!(
+                "{at}: uploads to bucket {bucket:?} prefix {prefix:?}, which no blocks backend reads ({readers:?})"
+            ));
+        }
+        let endpoint = flag_value(&words, "--endpoint").unwrap_or_default();
+        if !host_of(&endpoint).is_some_and(|h| stack.has_service(&h)) {
+            problems.push(format!(
+                "{at}: --endpoint {endpoint:?} is not a service of the stack"
+            ));
+        }
+    }
+    problems
+}
