@@ -243,4 +243,30 @@ mod tests {
         assert_eq!(percent_decode("a%2Fb+c"), "a/b+c");
         assert_eq!(route_name("/api/v1/label/values"), "other");
     }
+
+    async fn answer(uri: &str) -> (StatusCode, serde_json::Value) {
+        let app = App::new(crate::config::Config::default(), None);
+        let request = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
+        let response = handle(app, request).await;
+        let status = response.status();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    /// The parser panics on a range too long for a `Duration` (found by fuzzing the API);
+    /// the client gets a parse error.
+    #[tokio::test]
+    async fn a_range_too_long_for_the_parser_is_bad_data() {
+        for uri in [
+            "/api/v1/query?query=2.2[2018877390742563353035]",
+            "/api/v1/parse_query?query=rate(up[14444444444444444444440])",
+        ] {
+            let (status, body) = answer(uri).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+            assert_eq!(body["errorType"], "bad_data", "{uri}: {body}");
+        }
+    }
 }
