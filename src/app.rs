@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::backend::TopologyHandle;
 use crate::config::{Config, ConfigErrors};
+use crate::layer::auth::Authenticator;
 use crate::telemetry::Metrics;
 
 /// How long one round of external-label discovery may take.
@@ -17,6 +18,8 @@ const QUERY_CACHE_ENTRIES: usize = 4096;
 
 pub struct App {
     pub topology: TopologyHandle,
+    /// Who may ask, from `[server.auth]`; none means everyone.
+    pub auth: arc_swap::ArcSwapOption<Authenticator>,
     /// Parsed queries by text.
     pub queries: crate::promql::cache::ParseCache,
     pub metrics: Arc<Metrics>,
@@ -33,6 +36,7 @@ impl App {
             .reload_success_time
             .set(crate::time::now_ms() / 1000);
         Arc::new(App {
+            auth: arc_swap::ArcSwapOption::from(authenticator(&config)),
             topology: TopologyHandle::new(config, metrics.clone()),
             queries: crate::promql::cache::ParseCache::new(QUERY_CACHE_ENTRIES),
             metrics,
@@ -101,12 +105,18 @@ impl App {
             Ok(config) => {
                 let running = self.topology.load().config.clone();
                 let changed = *running != config;
-                if running.server != config.server {
+                let listener_settings = |c: &Config| {
+                    let mut server = c.server.clone();
+                    server.auth = None;
+                    server
+                };
+                if listener_settings(&running) != listener_settings(&config) {
                     tracing::warn!(
-                        "[server] settings changed: they take effect when promgate restarts"
+                        "[server] settings changed: they take effect when promgate restarts ([server.auth] applies at once)"
                     );
                 }
                 if changed {
+                    self.auth.store(authenticator(&config));
                     self.topology.apply(config);
                 }
                 // New backends learn their external labels in the background (or on first
@@ -134,6 +144,16 @@ impl App {
         }
     }
 
+    /// Whether a request may be served: always without `[server.auth]`, and for the
+    /// probes; otherwise when it presents a configured user or token.
+    pub async fn authorizes(&self, path: &str, headers: &http::HeaderMap) -> bool {
+        match self.auth.load_full() {
+            None => true,
+            Some(_) if crate::layer::auth::is_public(path) => true,
+            Some(auth) => auth.allows(headers).await,
+        }
+    }
+
     fn count_reload(&self, outcome: &str) {
         self.metrics
             .reloads
@@ -142,4 +162,14 @@ impl App {
             })
             .inc();
     }
+}
+
+/// The authenticator for `[server.auth]`. Validation read the same files a moment ago; if
+/// they went away since, nobody gets in rather than everybody.
+fn authenticator(config: &Config) -> Option<Arc<Authenticator>> {
+    let auth = config.server.auth.as_ref()?;
+    Some(Arc::new(Authenticator::new(auth).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "[server.auth] does not load: every request is refused");
+        Authenticator::default()
+    })))
 }

@@ -16,6 +16,9 @@ pub enum ErrorType {
     Unavailable,
     NotFound,
     NotAcceptable,
+    /// No or wrong credentials (`[server.auth]`); not a Prometheus type, as Prometheus
+    /// itself answers 401 before its API.
+    Unauthorized,
 }
 
 impl ErrorType {
@@ -29,6 +32,7 @@ impl ErrorType {
             ErrorType::Unavailable => "unavailable",
             ErrorType::NotFound => "not_found",
             ErrorType::NotAcceptable => "not_acceptable",
+            ErrorType::Unauthorized => "unauthorized",
         }
     }
 
@@ -42,6 +46,7 @@ impl ErrorType {
             ErrorType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorType::NotFound => StatusCode::NOT_FOUND,
             ErrorType::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            ErrorType::Unauthorized => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -55,6 +60,7 @@ impl ErrorType {
             "unavailable" => ErrorType::Unavailable,
             "not_found" => ErrorType::NotFound,
             "not_acceptable" => ErrorType::NotAcceptable,
+            "unauthorized" => ErrorType::Unauthorized,
             _ => return None,
         })
     }
@@ -93,6 +99,10 @@ impl ApiError {
 
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorType::Unavailable, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorType::Unauthorized, message)
     }
 
     pub fn timeout(message: impl Into<String>) -> Self {

@@ -16,4 +16,5 @@ pub mod server;
 pub mod storage;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod upload;

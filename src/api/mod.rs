@@ -54,6 +54,7 @@ pub fn route_name(path: &str) -> &'static str {
         "/api/v1/parse_query" => "parse_query",
         "/api/v1/status/buildinfo" => "buildinfo",
         "/api/v1/status/backends" => "backends",
+        "/api/v1/status/config" => "config",
         "/-/healthy" => "healthy",
         "/-/ready" => "ready",
         "/-/reload" => "reload",
@@ -122,6 +123,7 @@ async fn route(
         "/api/v1/parse_query" if get_post => status::parse_query(params),
         "/api/v1/status/buildinfo" if get => Ok(status::buildinfo()),
         "/api/v1/status/backends" if get => Ok(status::backends(app)),
+        "/api/v1/status/config" if get => Ok(status::config(app)),
         "/-/healthy" if get => Ok(Reply::Status(
             StatusCode::OK,
             "Prometheus Server is Healthy.\n".into(),
@@ -162,6 +164,7 @@ async fn route(
         | "/api/v1/parse_query"
         | "/api/v1/status/buildinfo"
         | "/api/v1/status/backends"
+        | "/api/v1/status/config"
         | "/-/healthy"
         | "/-/ready"
         | "/-/reload"

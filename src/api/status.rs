@@ -60,6 +60,18 @@ pub fn parse_query(params: &Params) -> Result<Reply, ApiError> {
     })))
 }
 
+/// `/api/v1/status/config`: the configuration in force, as YAML in Prometheus's envelope,
+/// with every secret shown as `<secret>`. It has no `global.external_labels`: promgate
+/// has none of its own, so a promgate reading another one as a backend discovers none.
+pub fn config(app: &App) -> Reply {
+    let yaml = app.topology.load().config.to_redacted_yaml();
+    Reply::Json(json::success(&[], &[], |out| {
+        out.extend_from_slice(b"{\"yaml\":");
+        json::write_str(out, &yaml);
+        out.push(b'}');
+    }))
+}
+
 /// `/api/v1/status/backends`: every configured backend, its group and what promgate knows
 /// of its health.
 pub fn backends(app: &App) -> Reply {

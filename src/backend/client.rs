@@ -8,8 +8,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::HeaderValue;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -71,19 +73,37 @@ pub struct ApiResponse {
     pub body: Bytes,
 }
 
-/// The shared connection pool: one per process, so a backend that survives a reload keeps
-/// its connections.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+/// A connection pool for `http://` and `https://` backends. One is shared by every backend
+/// without TLS settings of its own, so a backend that survives a reload keeps its
+/// connections; a backend with `[backend.tls]` has its own.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// The shared pool: `https://` backends are checked against the public roots.
 pub fn http_client() -> HttpClient {
+    http_client_with_tls(crate::tls::default_client_config())
+}
+
+pub fn http_client_with_tls(tls: rustls::ClientConfig) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    connector.enforce_http(true);
+    connector.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(64)
         .build(connector)
+}
+
+/// An `Authorization` header value, marked sensitive so that it is never logged.
+pub fn authorization_header(secret: &crate::config::Secret) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(secret.expose()).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 /// Sends [`ApiRequest`]s to one backend's base URL.
@@ -92,6 +112,7 @@ pub struct PrometheusHttp {
     client: HttpClient,
     base: String,
     max_body_bytes: usize,
+    authorization: Option<HeaderValue>,
 }
 
 impl PrometheusHttp {
@@ -100,7 +121,14 @@ impl PrometheusHttp {
             client,
             base: base_url.trim_end_matches('/').to_string(),
             max_body_bytes,
+            authorization: None,
         }
+    }
+
+    /// Sends this `Authorization` header with every request.
+    pub fn with_authorization(mut self, value: Option<HeaderValue>) -> Self {
+        self.authorization = value;
+        self
     }
 }
 
@@ -145,6 +173,9 @@ impl tower::Service<ApiRequest> for PrometheusHttp {
             .header(header::ACCEPT, "application/json");
         if req.method == Method::POST {
             builder = builder.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        if let Some(value) = &self.authorization {
+            builder = builder.header(header::AUTHORIZATION, value.clone());
         }
         let request = builder.body(Full::new(body));
         let deadline = req.deadline;

@@ -94,7 +94,22 @@ impl Backend {
         let breaker = BreakerHandle::new(config.name.as_str(), config.breaker.clone());
         // Both services share the breaker and the concurrency limit: they are one backend.
         let limit = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests));
-        let http = PrometheusHttp::new(client.clone(), &config.url, MAX_RESPONSE_BYTES);
+        // TLS settings of its own mean a connection pool of its own (validation made sure
+        // they load).
+        let client = match config.tls.as_ref().map(crate::tls::client_config) {
+            Some(Ok(tls)) => client::http_client_with_tls(tls),
+            Some(Err(e)) => {
+                tracing::error!(backend = %config.name, error = %e, "backend TLS settings do not load");
+                client
+            }
+            None => client,
+        };
+        let authorization = config
+            .credentials
+            .as_ref()
+            .and_then(client::authorization_header);
+        let http = PrometheusHttp::new(client.clone(), &config.url, MAX_RESPONSE_BYTES)
+            .with_authorization(authorization.clone());
         let service = layered(http, &config, &breaker, &limit, breaker_failure);
         let reader = match config.kind {
             BackendKind::Blocks => {
@@ -114,7 +129,8 @@ impl Backend {
                 }
             }
             BackendKind::Prometheus | BackendKind::Influx => {
-                let service = read::RemoteReadService::new(read_client(&config, client));
+                let service =
+                    read::RemoteReadService::new(read_client(&config, client, authorization));
                 Reader::Remote(layered(
                     service,
                     &config,
@@ -472,12 +488,21 @@ fn bucket_location(
 }
 
 /// The remote read endpoint of a backend.
-fn read_client(config: &BackendConfig, client: HttpClient) -> RemoteReadClient {
+fn read_client(
+    config: &BackendConfig,
+    client: HttpClient,
+    authorization: Option<http::HeaderValue>,
+) -> RemoteReadClient {
     let base = config.url.trim_end_matches('/');
     match config.kind {
-        BackendKind::Prometheus | BackendKind::Blocks => {
-            RemoteReadClient::new(client, base, RemoteReadConfig::default())
-        }
+        BackendKind::Prometheus | BackendKind::Blocks => RemoteReadClient::new(
+            client,
+            base,
+            RemoteReadConfig {
+                authorization,
+                ..RemoteReadConfig::default()
+            },
+        ),
         BackendKind::Influx => {
             let db: String = url::form_urlencoded::byte_serialize(
                 config.database.as_deref().unwrap_or_default().as_bytes(),
@@ -486,7 +511,10 @@ fn read_client(config: &BackendConfig, client: HttpClient) -> RemoteReadClient {
             RemoteReadClient::with_url(
                 client,
                 format!("{base}/api/v1/prom/read?db={db}"),
-                RemoteReadConfig::samples_only(),
+                RemoteReadConfig {
+                    authorization,
+                    ..RemoteReadConfig::samples_only()
+                },
             )
         }
     }

@@ -2,7 +2,12 @@
 //! path, and the defaults. One file configures the listener, query behaviour and backends;
 //! it is re-read on reload, and a file that fails validation never replaces a running one.
 
+mod security;
 mod validate;
+
+pub use security::{
+    Authorization, BackendTls, BasicAuth, ClientAuth, Secret, ServerTls, check_hash,
+};
 
 pub use validate::{is_label_name, parse_listen};
 
@@ -11,12 +16,12 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::time::parse_prometheus_duration;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -26,7 +31,7 @@ pub struct Config {
 }
 
 /// `[server]`: the HTTP listener.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct ServerConfig {
     /// Address to listen on, `host:port`.
@@ -39,6 +44,10 @@ pub struct ServerConfig {
     pub watch_config: bool,
     /// Largest request body accepted (POST forms), in bytes.
     pub max_request_body_bytes: usize,
+    /// Serve HTTPS.
+    pub tls: Option<ServerTls>,
+    /// Require clients to authenticate.
+    pub auth: Option<ClientAuth>,
 }
 
 impl Default for ServerConfig {
@@ -49,12 +58,14 @@ impl Default for ServerConfig {
             shutdown_grace: PromDuration(Duration::from_secs(30)),
             watch_config: true,
             max_request_body_bytes: 8 << 20,
+            tls: None,
+            auth: None,
         }
     }
 }
 
 /// `[query]`: how queries are answered.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct QueryConfig {
     /// Labels that tell HA replicas apart; series equal but for these are one series.
@@ -80,7 +91,7 @@ impl Default for QueryConfig {
 }
 
 /// One `[[backend]]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct BackendConfig {
     pub name: String,
     pub kind: BackendKind,
@@ -120,11 +131,24 @@ pub struct BackendConfig {
     /// Blocks only: memory for cached postings, series and chunks.
     #[serde(default = "default_cache_size")]
     pub cache_size: ByteSize,
+    /// How an `https://` backend is checked, and the client certificate shown to it.
+    #[serde(default)]
+    pub tls: Option<BackendTls>,
+    /// HTTP basic auth towards the backend.
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuth>,
+    /// An `Authorization` header (bearer token) towards the backend.
+    #[serde(default)]
+    pub authorization: Option<Authorization>,
+    /// The `Authorization` header value, read from `basic_auth` or `authorization` when
+    /// the file is loaded (so a changed password file changes the backend on reload).
+    #[serde(skip)]
+    pub credentials: Option<Secret>,
 }
 
 /// `[backend.bucket]`: an S3 bucket (AWS or any S3-compatible server). Its `Debug` leaves
 /// the secret key out.
-#[derive(Clone, PartialEq, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BucketConfig {
     /// `https://s3.eu-west-1.amazonaws.com`, `http://127.0.0.1:9000`.
@@ -141,7 +165,7 @@ pub struct BucketConfig {
     pub path_style: bool,
     #[serde(default)]
     pub access_key: Option<String>,
-    #[serde(default)]
+    #[serde(default, serialize_with = "redacted")]
     pub secret_key: Option<String>,
     /// Names of environment variables holding the keys; without keys or these,
     /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are used.
@@ -247,7 +271,7 @@ fn default_backend_concurrency() -> usize {
     64
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// A Prometheus server: its HTTP API, and remote read for raw data.
@@ -289,6 +313,25 @@ impl<'de> Deserialize<'de> for PromDuration {
     }
 }
 
+impl Serialize for PromDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::time::format_prometheus_duration(self.0))
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+fn redacted<S: Serializer>(secret: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => s.serialize_some("<secret>"),
+        None => s.serialize_none(),
+    }
+}
+
 /// Everything wrong with a configuration file, one problem a line, each led by its field
 /// path (`backend[2].url: relative URL without a base`).
 #[derive(Debug, Clone, PartialEq)]
@@ -307,11 +350,18 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigErrors(vec![format!("{}: {e}", path.display())]))?;
-        Config::parse(&text)
+        let base = path.parent().unwrap_or(Path::new("."));
+        validate::parse(&text, base)
     }
 
-    /// Parses and validates configuration text.
+    /// Parses and validates configuration text; relative file paths in it are relative to
+    /// the working directory.
     pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
-        validate::parse(text)
+        validate::parse(text, Path::new(""))
+    }
+
+    /// The configuration as YAML for /api/v1/status/config, secrets shown as `<secret>`.
+    pub fn to_redacted_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_else(|e| format!("# cannot show: {e}\n"))
     }
 }

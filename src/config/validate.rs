@@ -2,16 +2,17 @@
 //! each field is checked and every failure is listed with its path.
 
 use std::collections::HashSet;
+use std::path::Path;
 
 use super::{BackendConfig, BackendKind, Config, ConfigErrors};
 
-pub(super) fn parse(text: &str) -> Result<Config, ConfigErrors> {
+pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
     let mut problems = Vec::new();
     let deserializer = toml::Deserializer::new(text);
     let parsed: Result<Config, _> = serde_ignored::deserialize(deserializer, |path| {
         problems.push(format!("{}: unknown key", field_path(&path)));
     });
-    let config = match parsed {
+    let mut config = match parsed {
         Ok(config) => config,
         Err(e) => {
             let location = e
@@ -26,10 +27,127 @@ pub(super) fn parse(text: &str) -> Result<Config, ConfigErrors> {
         }
     };
     check(&config, &mut problems);
+    resolve_files(&mut config, base);
+    check_security(&mut config, &mut problems);
     if problems.is_empty() {
         Ok(config)
     } else {
         Err(ConfigErrors(problems))
+    }
+}
+
+/// Relative paths of certificate, key and secret files are relative to the configuration
+/// file's directory.
+fn resolve_files(config: &mut Config, base: &Path) {
+    use super::security::resolve;
+    if let Some(tls) = &mut config.server.tls {
+        resolve(&mut tls.cert_file, base);
+        resolve(&mut tls.key_file, base);
+        if let Some(ca) = &mut tls.client_ca_file {
+            resolve(ca, base);
+        }
+    }
+    if let Some(auth) = &mut config.server.auth {
+        for path in [&mut auth.basic_users_file, &mut auth.bearer_tokens_file]
+            .into_iter()
+            .flatten()
+        {
+            resolve(path, base);
+        }
+    }
+    for backend in &mut config.backends {
+        if let Some(tls) = &mut backend.tls {
+            for path in [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file]
+                .into_iter()
+                .flatten()
+            {
+                resolve(path, base);
+            }
+        }
+        if let Some(path) = backend
+            .basic_auth
+            .as_mut()
+            .and_then(|b| b.password_file.as_mut())
+        {
+            resolve(path, base);
+        }
+        if let Some(path) = backend
+            .authorization
+            .as_mut()
+            .and_then(|a| a.credentials_file.as_mut())
+        {
+            resolve(path, base);
+        }
+    }
+}
+
+/// TLS files load, client credentials are hashes, and each backend's credentials are read
+/// into `credentials`.
+fn check_security(config: &mut Config, problems: &mut Vec<String>) {
+    if let Some(tls) = &config.server.tls
+        && let Err(e) = crate::tls::server_config(tls)
+    {
+        problems.push(format!("server.tls: {e}"));
+    }
+    if let Some(auth) = &config.server.auth {
+        let users = auth.users();
+        let tokens = auth.tokens();
+        if let Err(e) = &users {
+            problems.push(format!("server.auth: {e}"));
+        }
+        if let Err(e) = &tokens {
+            problems.push(format!("server.auth: {e}"));
+        }
+        if let (Ok(users), Ok(tokens)) = (users, tokens)
+            && users.is_empty()
+            && tokens.is_empty()
+        {
+            problems
+                .push("server.auth: no user and no token: nobody could use promgate".to_string());
+        }
+    }
+    for (i, backend) in config.backends.iter_mut().enumerate() {
+        if backend.kind == BackendKind::Blocks {
+            for (field, set) in [
+                ("tls", backend.tls.is_some()),
+                ("basic_auth", backend.basic_auth.is_some()),
+                ("authorization", backend.authorization.is_some()),
+            ] {
+                if set {
+                    problems.push(format!(
+                        "backend[{i}].{field}: not for kind = \"blocks\" (see [backend.bucket])"
+                    ));
+                }
+            }
+            continue;
+        }
+        if let Some(tls) = &backend.tls {
+            if let Err(e) = crate::tls::client_config(tls) {
+                problems.push(format!("backend[{i}].tls: {e}"));
+            }
+            if !backend.url.starts_with("https://") {
+                problems.push(format!(
+                    "backend[{i}].tls: the url is not https://, so this would not be used"
+                ));
+            }
+        }
+        backend.credentials = match (&backend.basic_auth, &backend.authorization) {
+            (Some(_), Some(_)) => {
+                problems.push(format!(
+                    "backend[{i}].authorization: give basic_auth or authorization, not both"
+                ));
+                None
+            }
+            (Some(basic), None) => basic
+                .header()
+                .map_err(|e| problems.push(format!("backend[{i}].basic_auth: {e}")))
+                .ok(),
+            (None, Some(authorization)) => authorization
+                .header()
+                .map_err(|e| problems.push(format!("backend[{i}].authorization: {e}")))
+                .ok(),
+            (None, None) => None,
+        };
     }
 }
 
@@ -249,6 +367,10 @@ pub fn is_label_name(name: &str) -> bool {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        super::parse(text, Path::new(""))
+    }
 
     const GOOD: &str = r#"
 [server]

@@ -110,6 +110,10 @@ pub struct PrometheusOptions {
     pub data_dir: Option<PathBuf>,
     /// Top-level YAML appended to the configuration (`remote_write:`, `remote_read:`).
     pub extra_config: String,
+    /// A web configuration (`--web.config.file`: `tls_server_config`,
+    /// `basic_auth_users`). With one, readiness is that the listener answers plain HTTP at
+    /// all (400 from a TLS listener, 401 behind basic auth); the caller checks the rest.
+    pub web_config: Option<String>,
 }
 
 impl PrometheusOptions {
@@ -247,7 +251,13 @@ impl PrometheusServer {
         std::fs::write(&config, config_yaml(&opts, port)).map_err(|e| e.to_string())?;
         let log =
             std::fs::File::create(dir.path().join("prometheus.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(&bin.prometheus)
+        let mut command = Command::new(&bin.prometheus);
+        if let Some(web) = &opts.web_config {
+            let path = dir.path().join("web.yml");
+            std::fs::write(&path, web).map_err(|e| e.to_string())?;
+            command.arg(format!("--web.config.file={}", path.display()));
+        }
+        let child = command
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", data_dir.display()))
             .arg("--storage.tsdb.retention.time=3650d")
@@ -266,14 +276,19 @@ impl PrometheusServer {
             data_dir,
             _dir: dir,
         };
-        server.wait_ready(Duration::from_secs(60))?;
+        let ready = match &opts.web_config {
+            Some(web) if web.contains("tls_server_config") => 400,
+            Some(web) if web.contains("basic_auth_users") => 401,
+            _ => 200,
+        };
+        server.wait_ready(ready, Duration::from_secs(60))?;
         Ok(server)
     }
 
-    fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
+    fn wait_ready(&mut self, status: u16, limit: Duration) -> Result<(), String> {
         let url = format!("{}/-/ready", self.url());
         self.process
-            .wait_for("prometheus", &url, 200, limit)
+            .wait_for("prometheus", &url, status, limit)
             .map_err(|e| {
                 format!(
                     "{e}: {}",

@@ -1,6 +1,7 @@
-//! The listener: HTTP/1.1 and h2c on one port behind the tower stack (request id, tracing,
-//! gzip, metrics, load shedding, timeout), graceful shutdown, and the reload triggers
-//! (SIGHUP, file changes, POST /-/reload).
+//! The listener: HTTP/1.1 and h2c on one port (or HTTPS, with HTTP/2 by ALPN) behind the
+//! tower stack (request id, tracing, gzip, metrics, load shedding, timeout), client
+//! authentication, graceful shutdown, and the reload triggers (SIGHUP, file changes,
+//! POST /-/reload).
 
 mod reload;
 
@@ -34,6 +35,9 @@ use crate::config::{Config, ConfigErrors};
 use crate::error::ApiError;
 use crate::layer::http_metrics::HttpMetricsLayer;
 
+/// How long a client may take over the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often discovered external labels are read again.
 const LABEL_REFRESH: Duration = Duration::from_secs(60);
 
@@ -51,11 +55,17 @@ impl Server {
     /// backends' external labels are discovered in the background, and /-/ready answers 200
     /// when that first round is over.
     pub async fn start(app: Arc<App>, listen: SocketAddr) -> std::io::Result<Server> {
+        let tls = match &app.topology.load().config.server.tls {
+            Some(tls) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
+                crate::tls::server_config(tls).map_err(std::io::Error::other)?,
+            ))),
+            None => None,
+        };
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
         let grace = app.topology.load().config.server.shutdown_grace.0;
-        let task = tokio::spawn(serve(listener, app.clone(), stopped, grace));
+        let task = tokio::spawn(serve(listener, tls, app.clone(), stopped, grace));
         let discovery = {
             let app = app.clone();
             tokio::spawn(async move {
@@ -143,6 +153,7 @@ fn log_failure(
 
 async fn serve(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     app: Arc<App>,
     mut stopped: watch::Receiver<bool>,
     grace: Duration,
@@ -161,7 +172,12 @@ async fn serve(
         .timeout(config.query.timeout.0 + Duration::from_secs(5))
         .service_fn(move |req: Request<Incoming>| {
             let app = handler_app.clone();
-            async move { Ok::<_, Infallible>(api::handle(app, req).await) }
+            async move {
+                if !app.authorizes(req.uri().path(), req.headers()).await {
+                    return Ok::<_, Infallible>(unauthorized());
+                }
+                Ok(api::handle(app, req).await)
+            }
         });
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -177,12 +193,34 @@ async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()))
-                    .into_owned();
-                let conn = graceful.watch(conn);
+                let service = TowerToHyperService::new(service.clone());
+                let Some(acceptor) = &tls else {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                    continue;
+                };
+                // The handshake runs in the connection's task, so a slow client holds up
+                // only itself.
+                let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });
@@ -200,6 +238,18 @@ async fn serve(
             "shutdown grace elapsed with requests still in flight"
         );
     }
+}
+
+/// 401 in Prometheus's error format, asking for basic auth.
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut response = api::error_response(&ApiError::unauthorized(
+        "authentication required: basic auth or a bearer token",
+    ));
+    response.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"promgate\""),
+    );
+    response
 }
 
 /// Errors of the layers below (overload, timeout) become answers in Prometheus's format.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Deserializer};
 
 /// The knobs of a [`super::CircuitBreaker`]; see the module docs for what each does.
 /// Durations are Prometheus duration strings (`30s`, `2m`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerConfig {
     /// Failures in a row that open the breaker; 0 turns this trigger off.
@@ -14,14 +14,14 @@ pub struct BreakerConfig {
     /// Share of failed requests in the window that opens the breaker; above 1 turns this
     /// trigger off.
     pub failure_ratio: f64,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
     pub ratio_window: Duration,
     /// Requests the window must hold before the ratio is trusted.
     pub ratio_min_requests: u32,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
     pub cool_down: Duration,
     pub double_cool_down: bool,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "show_duration")]
     pub max_cool_down: Duration,
     /// Probes let through when half-open; that many successes close the breaker.
     pub half_open_probes: u32,
@@ -45,4 +45,8 @@ impl Default for BreakerConfig {
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     crate::time::parse_prometheus_duration(&s).map_err(serde::de::Error::custom)
+}
+
+fn show_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::time::format_prometheus_duration(*d))
 }

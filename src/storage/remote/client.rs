@@ -32,6 +32,8 @@ pub struct RemoteReadConfig {
     /// For the whole exchange of [`RemoteReadClient::read`]; for the response head only
     /// of [`RemoteReadClient::stream`].
     pub timeout: Option<Duration>,
+    /// Sent as the `Authorization` header.
+    pub authorization: Option<http::HeaderValue>,
 }
 
 impl Default for RemoteReadConfig {
@@ -41,6 +43,7 @@ impl Default for RemoteReadConfig {
             max_response_bytes: 512 << 20,
             max_frame_bytes: 64 << 20,
             timeout: None,
+            authorization: None,
         }
     }
 }
@@ -129,7 +132,11 @@ impl RemoteReadClient {
             .map(|t| *t as i32)
             .collect();
         let body = snap::raw::Encoder::new().compress_vec(&request.encode_to_vec())?;
-        let http_request = Request::post(&self.url)
+        let mut http_request = Request::post(&self.url);
+        if let Some(value) = &self.config.authorization {
+            http_request = http_request.header(header::AUTHORIZATION, value.clone());
+        }
+        let http_request = http_request
             .header(header::CONTENT_ENCODING, "snappy")
             .header(header::CONTENT_TYPE, "application/x-protobuf")
             .header("X-Prometheus-Remote-Read-Version", "0.1.0")
