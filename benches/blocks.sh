@@ -359,6 +359,18 @@ if opens:
           f"{int(mid[1]['requests'])} requests (not in the cold columns)")
 print(f"every query once in one promgate: {all_ms / 1000:.1f} s, "
       f"{totals['bytes'] / 1e6:.0f} MB in {int(totals['requests'])} requests")
+results = os.environ.get("BENCH_RESULTS")
+if results:
+    with open(results, "a") as out:
+        for r in rows:
+            if r["prom"] is None:
+                continue
+            for kind in ("warm", "cold"):
+                if r[kind] is not None:
+                    out.write(f"blocks\t{r['name']} {r['range']} {kind}\tms\t{r[kind]:.3f}"
+                              f"\tprometheus (local disk)\t{r['prom']:.3f}\n")
+        out.write(f"blocks\tpeak RSS\tMiB\t{all_hwm / 1024:.0f}\tprometheus\t"
+                  f"{hwm_kib(prom_pid) / 1024:.0f}\n")
 print(f"peak RSS: promgate {all_hwm / 1024:.0f} MiB after every query in one process "
       f"(per-query processes: at most {max_hwm[0] / 1024:.0f} MiB, {max_hwm[1]}); "
       f"prometheus {hwm_kib(prom_pid) / 1024:.0f} MiB")

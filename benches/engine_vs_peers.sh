@@ -121,7 +121,7 @@ log "timing promgate's engine"
 log "timing the peers ($RUNS runs each)"
 python3 - "$WORK" "$PROM_URL" "${VM_URL:-}" "$START_MS" "$END_MS" "$RUNS" "$PROM_PID" \
 	"${VM_PID:-}" "$PROM_VERSION" "${VM_VERSION:-?}" <<'PY'
-import json, sys, time, urllib.parse, urllib.request
+import json, os, sys, time, urllib.parse, urllib.request
 
 work, prom, vm, start_ms, end_ms, runs, prom_pid, vm_pid, prom_v, vm_v = sys.argv[1:]
 runs = int(runs)
@@ -214,6 +214,15 @@ print(f"{hdr[0]:<28} {hdr[1]:>9} {hdr[2]:>9} {hdr[3]:>12} {hdr[4]:>8} {hdr[5]:>8
 for name, p, v, g, ps, vs, gs in rows:
     counts = "/".join("-" if c is None else str(c) for c in (ps, vs, gs))
     print(f"{name:<28} {ms(p):>9} {ms(v):>9} {ms(g):>12} {ratio(g, p):>8} {ratio(g, v):>8}  {counts}")
+results = os.environ.get("BENCH_RESULTS")
+if results:
+    with open(results, "a") as out:
+        for name, p, v, g, ps, vs, gs in rows:
+            if g is not None and p is not None:
+                out.write(f"engine\t{name}\tms\t{g:.3f}\tprometheus\t{p:.3f}\n")
+            if g is not None and v is not None:
+                out.write(f"engine\t{name}\tms\t{g:.3f}\tvictoria-metrics\t{v:.3f}\n")
+        out.write(f"engine\tpeak RSS\tMiB\t{rss[1] / 1024:.0f}\tprometheus\t{hwm_kib(prom_pid) / 1024:.0f}\n")
 print(f"\npeak RSS: promgate engine_time {rss[1] / 1024:.0f} MiB "
       f"({rss[0] / 1024:.0f} MiB with the data loaded, before queries); "
       f"prometheus {hwm_kib(prom_pid) / 1024:.0f} MiB"

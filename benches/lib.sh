@@ -7,6 +7,14 @@ die() {
 	exit 1
 }
 
+# result BENCH CASE UNIT PROMGATE PEER PEER_VALUE: one row of benches/run.sh's table,
+# appended to the TSV file $BENCH_RESULTS when it is set (scripts run alone print their own
+# tables). UNIT says which way is better: "ms" (lower) or "req/s", "samples/s" (higher).
+result() {
+	[ -n "${BENCH_RESULTS:-}" ] || return 0
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_RESULTS"
+}
+
 # need TOOL...: fails unless every tool is on PATH.
 need() {
 	local tool

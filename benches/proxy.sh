@@ -296,6 +296,10 @@ for endpoint in "${ENDPOINTS[@]}"; do
 		if [ "$target" != prometheus ]; then
 			p="$endpoint,prometheus"
 			extra="$(ratio "${RPS[$k]}" "${RPS[$p]}") $(ratio "${P50[$k]}" "${P50[$p]}") $(ratio "${P99[$k]}" "${P99[$p]}")"
+			if [ "$target" = promgate ] && [ -n "${BENCH_RESULTS:-}" ]; then
+				printf 'proxy\t%s throughput\treq/s\t%s\tprometheus\t%s\n' "$endpoint" "${RPS[$k]}" "${RPS[$p]}" >>"$BENCH_RESULTS"
+				printf 'proxy\t%s p99 latency\tms\t%s\tprometheus\t%s\n' "$endpoint" "${P99[$k]}" "${P99[$p]}" >>"$BENCH_RESULTS"
+			fi
 		fi
 		printf '%-16s %-11s %10s %10s %10s %7s   %s\n' "$endpoint" "$target" \
 			"${RPS[$k]}" "${P50[$k]}" "${P99[$k]}" "${ERRS[$k]}" "$extra"

@@ -190,3 +190,7 @@ read -r QR_SECS QR_BYTES QR_SERIES QR_SAMPLES QR_WINDOWS < <(awk '
 		printf "%-30s %9.3f %7d %10d %12.0f %12d %9.1fx\n", $1, $2, $3, $4, $4 / $2, $5, qr / $2
 	}'
 echo "speedup: query_range time / this path's time (Prometheus $PROM_VERSION, $(nproc) cores)"
+if [ -n "${BENCH_RESULTS:-}" ]; then
+	sed 's/=/ /g' "$WORK/rr.2" | awk -v qr="$QR_SECS" -v qs="$QR_SAMPLES" '
+		{ printf "remote read\t%s decode\tsamples/s\t%.0f\tprometheus query_range\t%.0f\n", $2, $8 / $4, qs / qr }' >>"$BENCH_RESULTS"
+fi
