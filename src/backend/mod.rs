@@ -227,6 +227,7 @@ impl Backend {
     /// Sends one API request through the backend's stack; a non-200 answer becomes
     /// [`BackendError::Api`] with the backend's errorType.
     pub async fn call(&self, req: ApiRequest) -> Result<ApiResponse, BackendError> {
+        let _inflight = self.metrics.backend_request_started(self.name());
         let started = std::time::Instant::now();
         let result = self.service.clone().oneshot(req).await.and_then(|resp| {
             if resp.status.is_success() {
@@ -247,6 +248,7 @@ impl Backend {
                 self.name()
             )));
         };
+        let _inflight = self.metrics.backend_request_started(self.name());
         let started = std::time::Instant::now();
         let result = reader.clone().oneshot(call).await;
         let failure = result.as_ref().err().filter(|e| !e.is_request_error());
@@ -260,6 +262,7 @@ impl Backend {
         service: &BlocksReadService,
         call: blocks::BlocksCall,
     ) -> Result<ReadAnswer, BackendError> {
+        let _inflight = self.metrics.backend_request_started(self.name());
         let started = std::time::Instant::now();
         let result = service.clone().oneshot(call).await;
         self.record(result.as_ref().err(), started.elapsed());
