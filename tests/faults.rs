@@ -1,6 +1,6 @@
 //! Faults between promgate and a backend, injected by a TCP proxy in front of a real
-//! Prometheus: a slow, hung, resetting, truncating, babbling, 503-answering or trickling
-//! backend. Whatever it does, promgate answers within the backend's timeout with the healthy
+//! Prometheus: a slow, hung, resetting, truncating, babbling, 503-answering, trickling
+//! backend, or something else answering in its place. Whatever it does, promgate answers within the backend's timeout with the healthy
 //! group's data and a warning naming the faulty backend, its breaker opens and then answers
 //! at once without asking it, it closes again once the backend recovers, and nothing it
 //! started for the faulty backend (connections, requests, tasks, memory) is left behind.
@@ -35,8 +35,12 @@ const SEQUENTIAL_CALLS_PER_QUERY: u32 = 1;
 /// What promgate itself, the other group and the test's own client may add, on a busy
 /// two-core machine.
 const SLACK: Duration = Duration::from_secs(2);
-/// Proxied connections promgate may keep idle in its pool once the faults are over; a
-/// leak of one per failed request would pass it within a few queries.
+/// How long promgate waits before trying again to learn the labels of a backend it could
+/// not reach.
+const LABEL_RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// Proxied connections promgate may keep idle in its pool once the faults are over, when
+/// queries come one at a time; a leak of one per failed request would pass it within a few
+/// queries.
 const IDLE_CONNECTIONS: usize = 4;
 
 /// How long any query may take while `dc2` misbehaves.
@@ -98,8 +102,8 @@ struct Fixture {
 
 /// Two Prometheus servers with an hour of synthetic data each, `dc2` behind the proxy;
 /// `breaker` is the TOML of each backend's `[backend.breaker]`; promgate runs in this
-/// process unless `child`.
-fn fixture(breaker: &str, child: bool) -> Fixture {
+/// process unless `child`, and starts while the proxy does `initial`.
+fn fixture(breaker: &str, child: bool, initial: Fault) -> Fixture {
     let bin = PrometheusBinary::any().expect("Prometheus installed (bash .ci/run)");
     let end_ms = promgate::time::now_ms() - 10 * 60_000;
     let spec = SynthSpec::hours_until(end_ms, 1);
@@ -116,6 +120,7 @@ fn fixture(breaker: &str, child: bool) -> Fixture {
     let dc2 = start("dc2");
     let upstream = format!("127.0.0.1:{}", dc2.port()).parse().unwrap();
     let proxy = FaultProxy::start(upstream);
+    proxy.set(initial);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("promgate.toml");
     let mut text = format!(
@@ -531,7 +536,7 @@ fn assert_idle_connections(f: &Fixture, idle: usize, when: &str) {
 
 #[test]
 fn each_fault_gives_partial_answers_opens_the_breaker_and_heals_without_leaks() {
-    let f = fixture(&breaker_config(), false);
+    let f = fixture(&breaker_config(), false, Fault::Pass);
     f.assert_complete("before any fault");
     for (fault, cause) in faults() {
         exercise(&f, fault, cause);
@@ -539,8 +544,63 @@ fn each_fault_gives_partial_answers_opens_the_breaker_and_heals_without_leaks() 
 }
 
 #[test]
+fn a_backend_hung_from_the_start_is_a_warning_until_its_labels_are_learnt() {
+    let f = fixture(&breaker_config(), false, Fault::Hang);
+    // promgate asks dc2 for its version and its external labels at once, each call bounded
+    // by the backend timeout; until it knows them, dc2 belongs to no group and is left out.
+    let bound = answer_bound();
+    for (kind, path) in f.paths() {
+        let (status, answer, took) = f.timed(&path);
+        let what = format!("hung from the start, {kind:?} {path}");
+        eprintln!(
+            "{what}: {status} in {took:?}, warnings {:?}",
+            warnings(&answer)
+        );
+        assert_eq!(status, 200, "{what}: {answer}");
+        assert!(took <= bound, "{what}: took {took:?}, more than {bound:?}");
+        assert!(
+            warnings(&answer)
+                .iter()
+                .any(|w| w.starts_with("backend \"dc2\": ")
+                    && w.contains("external labels unknown")
+                    && w.contains("timed out")),
+            "{what}: {answer}"
+        );
+        assert_dc1_only(&f, kind, &path, &answer, &what);
+    }
+    // The next attempt to learn them comes with a query after a pause (5 s): that query
+    // waits for it, within the same bound.
+    std::thread::sleep(LABEL_RETRY_PAUSE);
+    let path = f.instant(Kind::Pushdown.query());
+    let (status, answer, took) = f.timed(&path);
+    eprintln!("hung from the start, after the pause: {status} in {took:?}, {answer}");
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        took <= bound,
+        "after the pause: took {took:?}, more than {bound:?}"
+    );
+    assert!(
+        warnings(&answer)
+            .iter()
+            .any(|w| w.starts_with("backend \"dc2\": ")
+                && w.contains("external labels unknown: timed out")),
+        "{answer}"
+    );
+    assert_dc1_only(&f, Kind::Pushdown, &path, &answer, "after the pause");
+    // Once dc2 answers, its labels are learnt again (after a pause between attempts) and
+    // answers are complete.
+    f.proxy.set(Fault::Pass);
+    wait_until(Duration::from_secs(15), || {
+        let (status, answer) = f.gateway.get_json(&f.instant(Kind::Pushdown.query()));
+        status == 200 && answer.get("warnings").is_none()
+    });
+    f.assert_complete("dc2 answering again");
+    assert_idle_connections(&f, IDLE_CONNECTIONS, "hung from the start");
+}
+
+#[test]
 fn a_backend_slower_than_usual_but_within_its_timeout_is_no_failure() {
-    let f = fixture(&breaker_config(), false);
+    let f = fixture(&breaker_config(), false, Fault::Pass);
     f.assert_complete("before the delay");
     f.proxy.set(Fault::Delay(BACKEND_TIMEOUT / 4));
     // More rounds than the breaker tolerates failures: it would open if these counted.
@@ -557,7 +617,11 @@ fn a_backend_slower_than_usual_but_within_its_timeout_is_no_failure() {
 fn repeated_faults_leave_no_connections_requests_tasks_or_memory_behind() {
     // No breaker: every query meets the fault.
     // promgate in a process of its own, so that its memory is measured alone.
-    let f = fixture("consecutive_failures = 0\nfailure_ratio = 2.0", true);
+    let f = fixture(
+        "consecutive_failures = 0\nfailure_ratio = 2.0",
+        true,
+        Fault::Pass,
+    );
     const QUERIES: usize = 50;
     const CLIENTS: usize = 5;
     let paths = f.paths();

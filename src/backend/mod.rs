@@ -367,18 +367,25 @@ impl Backend {
         if !self.config.kind.has_query_api() {
             return Ok(Arc::new(self.config.labels.clone().unwrap_or_default()));
         }
-        if self.version.load().is_none() {
-            self.discover_version(deadline).await;
-        }
+        let version = async {
+            if self.version.load().is_none() {
+                self.discover_version(deadline).await;
+            }
+        };
         if let Some(configured) = &self.config.labels {
+            version.await;
             return Ok(Arc::new(configured.clone()));
         }
         let mut req = ApiRequest::get("/api/v1/status/config", Vec::new());
         req.deadline = deadline;
-        let result = self
-            .call(req)
-            .await
-            .and_then(|resp| parse_external_labels(&resp.body));
+        let labels = async {
+            self.call(req)
+                .await
+                .and_then(|resp| parse_external_labels(&resp.body))
+        };
+        // Both at once: an unresponsive backend costs one backend timeout, not two in a row
+        // (which the request waiting for the labels would pay).
+        let ((), result) = tokio::join!(version, labels);
         match result {
             Ok(labels) => {
                 let labels = Arc::new(labels);
