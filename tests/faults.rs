@@ -27,6 +27,9 @@ const RETRIES: u32 = 1;
 /// `query.timeout`: far above the backend timeout, so an answer bounded by the latter shows
 /// that the backend timeout did the bounding.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(20);
+/// `query.hedge_after`: an instant query's replica that has not answered by then gets its
+/// twin asked beside it.
+const HEDGE_AFTER: Duration = Duration::from_millis(500);
 /// `breaker.cool_down`.
 const COOL_DOWN: Duration = Duration::from_secs(3);
 /// Every query below sends each backend one request at a time (one partial aggregation,
@@ -100,43 +103,76 @@ struct Fixture {
     end: i64,
 }
 
-/// Two Prometheus servers with an hour of synthetic data each, `dc2` behind the proxy;
-/// `breaker` is the TOML of each backend's `[backend.breaker]`; promgate runs in this
-/// process unless `child`, and starts while the proxy does `initial`.
-fn fixture(breaker: &str, child: bool, initial: Fault) -> Fixture {
+/// How to set up a [`Fixture`].
+struct Setup {
+    /// The TOML of each backend's `[backend.breaker]`.
+    breaker: String,
+    /// promgate as a child process (else in this one).
+    child: bool,
+    /// What the proxy does when promgate starts.
+    initial: Fault,
+    /// The proxied server is replica `b` of `dc1` (backend `dc1-b`, listed first so that it
+    /// is asked first), not group `dc2`.
+    pair: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            breaker: breaker_config(),
+            child: false,
+            initial: Fault::Pass,
+            pair: false,
+        }
+    }
+}
+
+/// Two Prometheus servers with an hour of synthetic data each, the second behind the proxy.
+fn fixture(setup: Setup) -> Fixture {
     let bin = PrometheusBinary::any().expect("Prometheus installed (bash .ci/run)");
     let end_ms = promgate::time::now_ms() - 10 * 60_000;
     let spec = SynthSpec::hours_until(end_ms, 1);
-    let start = |cluster: &str| {
+    let start = |labels: &[(&str, &str)]| {
         PrometheusServer::start(
             &bin,
             PrometheusOptions::default()
-                .labels(&[("cluster", cluster), ("replica", "a")])
+                .labels(labels)
                 .data(openmetrics(&spec)),
         )
         .unwrap()
     };
-    let dc1 = start("dc1");
-    let dc2 = start("dc2");
+    let dc1 = start(&[("cluster", "dc1"), ("replica", "a")]);
+    let dc2 = if setup.pair {
+        start(&[("cluster", "dc1"), ("replica", "b")])
+    } else {
+        start(&[("cluster", "dc2"), ("replica", "a")])
+    };
     let upstream = format!("127.0.0.1:{}", dc2.port()).parse().unwrap();
     let proxy = FaultProxy::start(upstream);
-    proxy.set(initial);
+    proxy.set(setup.initial);
+    let backends = if setup.pair {
+        [("dc1-b", proxy.url()), ("dc1-a", dc1.url())]
+    } else {
+        [("dc1", dc1.url()), ("dc2", proxy.url())]
+    };
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("promgate.toml");
     let mut text = format!(
-        "[query]\nreplica_labels = [\"replica\"]\ntimeout = \"{}s\"\n",
-        QUERY_TIMEOUT.as_secs()
+        "[query]\nreplica_labels = [\"replica\"]\ntimeout = \"{}s\"\nhedge_after = \"{}ms\"\n",
+        QUERY_TIMEOUT.as_secs(),
+        HEDGE_AFTER.as_millis()
     );
-    for (name, url) in [("dc1", dc1.url()), ("dc2", proxy.url())] {
+    for (name, url) in backends {
         text.push_str(&format!(
             "[[backend]]\nname = \"{name}\"\nkind = \"prometheus\"\nurl = \"{url}\"\n\
              timeout = \"{}ms\"\nretries = {RETRIES}\nretry_backoff = \"50ms\"\n\
-             [backend.breaker]\n{breaker}\n",
-            BACKEND_TIMEOUT.as_millis()
+             [backend.breaker]\n{}\n",
+            BACKEND_TIMEOUT.as_millis(),
+            setup.breaker
         ));
     }
     std::fs::write(&config, text).unwrap();
-    let gateway = if child {
+    let gateway = if setup.child {
         Promgate::Child(PromgateProcess::start(&config))
     } else {
         Promgate::InProcess(Gateway::start(&config))
@@ -225,15 +261,19 @@ impl Fixture {
     }
 
     fn dc2_status(&self) -> Value {
+        self.backend_status("dc2")
+    }
+
+    fn backend_status(&self, name: &str) -> Value {
         let (status, backends) = self.gateway.get_json("/api/v1/status/backends");
         assert_eq!(status, 200, "{backends}");
         backends["data"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|b| b["name"] == "dc2")
+            .find(|b| b["name"] == name)
             .cloned()
-            .unwrap_or_else(|| panic!("dc2 missing in {backends}"))
+            .unwrap_or_else(|| panic!("{name} missing in {backends}"))
     }
 
     fn dc2_metric(&self, name: &str) -> f64 {
@@ -536,7 +576,7 @@ fn assert_idle_connections(f: &Fixture, idle: usize, when: &str) {
 
 #[test]
 fn each_fault_gives_partial_answers_opens_the_breaker_and_heals_without_leaks() {
-    let f = fixture(&breaker_config(), false, Fault::Pass);
+    let f = fixture(Setup::default());
     f.assert_complete("before any fault");
     for (fault, cause) in faults() {
         exercise(&f, fault, cause);
@@ -545,7 +585,10 @@ fn each_fault_gives_partial_answers_opens_the_breaker_and_heals_without_leaks() 
 
 #[test]
 fn a_backend_hung_from_the_start_is_a_warning_until_its_labels_are_learnt() {
-    let f = fixture(&breaker_config(), false, Fault::Hang);
+    let f = fixture(Setup {
+        initial: Fault::Hang,
+        ..Setup::default()
+    });
     // promgate asks dc2 for its version and its external labels at once, each call bounded
     // by the backend timeout; until it knows them, dc2 belongs to no group and is left out.
     let bound = answer_bound();
@@ -599,8 +642,63 @@ fn a_backend_hung_from_the_start_is_a_warning_until_its_labels_are_learnt() {
 }
 
 #[test]
+fn a_faulty_replica_is_covered_by_its_twin_without_a_warning() {
+    let f = fixture(Setup {
+        pair: true,
+        ..Setup::default()
+    });
+    // One group: every query goes to it as it is; a replica that fails hands over to its
+    // twin at once, one that does not answer after hedge_after gets its twin asked beside
+    // it (instant queries), and range queries ask both and wait for the slower one a grace
+    // period at most.
+    let queries: Vec<String> = KINDS
+        .iter()
+        .flat_map(|k| [f.instant(k.query()), f.range(k.query())])
+        .collect();
+    let expected: Vec<Value> = queries
+        .iter()
+        .map(|path| get_json(&format!("{}{path}", f.dc1.url())).1["data"].clone())
+        .collect();
+    for (fault, _) in faults() {
+        let asked = f.proxy.requests();
+        f.proxy.set(fault);
+        for (path, expected) in queries.iter().zip(&expected) {
+            let (status, answer, took) = f.timed(path);
+            let what = format!("replica b {fault:?}, {path}");
+            assert_eq!(status, 200, "{what}: {answer}");
+            assert!(answer.get("warnings").is_none(), "{what}: {answer}");
+            assert!(
+                took <= answer_bound(),
+                "{what}: took {took:?}, more than {:?}",
+                answer_bound()
+            );
+            // promgate adds the group's label, cluster="dc1"; the rest is replica a's answer.
+            let mut data = answer["data"].clone();
+            for series in data["result"].as_array_mut().unwrap() {
+                if let Some(metric) = series["metric"].as_object_mut() {
+                    metric.remove("cluster");
+                }
+            }
+            assert_eq!(&data, expected, "{what}: not replica a's answer");
+        }
+        assert!(
+            f.proxy.requests() > asked,
+            "replica b {fault:?}: never asked, the test proves nothing"
+        );
+        // Back to health before the next fault, so that b is asked first again.
+        f.proxy.set(Fault::Pass);
+        wait_until(COOL_DOWN * 2, || {
+            // Only a request to b shows that it is back: range queries ask both replicas.
+            f.gateway.get_json(&queries[1]);
+            f.backend_status("dc1-b")["up"] == true
+        });
+    }
+    assert_idle_connections(&f, IDLE_CONNECTIONS, "replica faults over");
+}
+
+#[test]
 fn a_backend_slower_than_usual_but_within_its_timeout_is_no_failure() {
-    let f = fixture(&breaker_config(), false, Fault::Pass);
+    let f = fixture(Setup::default());
     f.assert_complete("before the delay");
     f.proxy.set(Fault::Delay(BACKEND_TIMEOUT / 4));
     // More rounds than the breaker tolerates failures: it would open if these counted.
@@ -615,13 +713,13 @@ fn a_backend_slower_than_usual_but_within_its_timeout_is_no_failure() {
 
 #[test]
 fn repeated_faults_leave_no_connections_requests_tasks_or_memory_behind() {
-    // No breaker: every query meets the fault.
-    // promgate in a process of its own, so that its memory is measured alone.
-    let f = fixture(
-        "consecutive_failures = 0\nfailure_ratio = 2.0",
-        true,
-        Fault::Pass,
-    );
+    let f = fixture(Setup {
+        // No breaker: every query meets the fault.
+        breaker: "consecutive_failures = 0\nfailure_ratio = 2.0".to_string(),
+        // promgate in a process of its own, so that its memory is measured alone.
+        child: true,
+        ..Setup::default()
+    });
     const QUERIES: usize = 50;
     const CLIENTS: usize = 5;
     let paths = f.paths();
@@ -660,11 +758,6 @@ fn repeated_faults_leave_no_connections_requests_tasks_or_memory_behind() {
     for (fault, _) in faults() {
         run(fault);
         let when = format!("after {QUERIES} queries meeting {fault:?}");
-        eprintln!(
-            "{when}: resident {} MiB, {} connections open at the proxy",
-            f.gateway.resident_bytes() >> 20,
-            f.proxy.open_connections()
-        );
         wait_until(BACKEND_TIMEOUT * 4, || {
             f.dc2_metric("promgate_backend_inflight_requests") == 0.0
         });
@@ -672,6 +765,12 @@ fn repeated_faults_leave_no_connections_requests_tasks_or_memory_behind() {
         assert_idle_connections(&f, CLIENTS, &when);
         // The pooled connections to both backends may have grown to one per client.
         let tasks = f.gateway.metric_value("promgate_runtime_alive_tasks ");
+        eprintln!(
+            "{when}: resident {} KiB (before {} KiB), {tasks} tasks (before {tasks_before}), {} connections open at the proxy",
+            f.gateway.resident_bytes() >> 10,
+            resident_before >> 10,
+            f.proxy.open_connections()
+        );
         assert!(
             tasks <= tasks_before + 2.0 * CLIENTS as f64,
             "{when}: {tasks} tasks alive, {tasks_before} before"
