@@ -416,6 +416,15 @@ fn faults() -> Vec<(Fault, &'static [&'static str])> {
     ]
 }
 
+/// The errorType of a query that failed because of dc2 alone.
+fn error_type(cause: &[&str]) -> &'static str {
+    if cause == ["timed out"] {
+        "timeout"
+    } else {
+        "unavailable"
+    }
+}
+
 fn mentions(text: &str, any_of: &[&str]) -> bool {
     any_of.iter().any(|words| text.contains(words))
 }
@@ -458,13 +467,9 @@ fn exercise(f: &Fixture, fault: Fault, cause: &[&str]) {
     let (status, answer, took) = f.timed(&f.dc2_alone());
     assert_eq!(status, 503, "{when}, dc2 alone: {answer}");
     assert!(took <= answer_bound(), "{when}, dc2 alone: took {took:?}");
-    let error_type = if cause == ["timed out"] {
-        "timeout"
-    } else {
-        "unavailable"
-    };
     assert_eq!(
-        answer["errorType"], error_type,
+        answer["errorType"],
+        error_type(cause),
         "{when}, dc2 alone: {answer}"
     );
     assert!(
@@ -694,6 +699,63 @@ fn a_faulty_replica_is_covered_by_its_twin_without_a_warning() {
         });
     }
     assert_idle_connections(&f, IDLE_CONNECTIONS, "replica faults over");
+}
+
+#[test]
+fn metadata_and_strict_queries_meet_each_fault_within_the_bound() {
+    let f = fixture(Setup {
+        // No breaker: every request meets the fault.
+        breaker: "consecutive_failures = 0\nfailure_ratio = 2.0".to_string(),
+        ..Setup::default()
+    });
+    let (start, end) = (f.end - 1800, f.end);
+    let metadata = [
+        format!("/api/v1/labels?start={start}&end={end}"),
+        format!("/api/v1/label/instance/values?start={start}&end={end}"),
+        format!(
+            "/api/v1/series?match[]={}&start={start}&end={end}",
+            enc("demo_temperature_celsius")
+        ),
+    ];
+    for (fault, cause) in faults() {
+        f.proxy.set(fault);
+        for path in &metadata {
+            let (status, answer, took) = f.timed(path);
+            let what = format!("{fault:?}, {path}");
+            eprintln!(
+                "{what}: {status} in {took:?}, warnings {:?}",
+                warnings(&answer)
+            );
+            assert_eq!(status, 200, "{what}: {answer}");
+            assert!(took <= answer_bound(), "{what}: took {took:?}");
+            assert!(
+                warnings(&answer)
+                    .iter()
+                    .any(|w| w.starts_with("backend \"dc2\": ") && mentions(w, cause)),
+                "{what}: {answer}"
+            );
+            assert!(
+                !answer["data"].as_array().unwrap().is_empty(),
+                "{what}: dc1's part is missing: {answer}"
+            );
+        }
+        // Without partial responses the failure is the client's answer.
+        for (kind, path) in f.paths() {
+            let (status, answer, took) = f.timed(&format!("{path}&partial_response=false"));
+            let what = format!("{fault:?}, strict {kind:?}");
+            assert_eq!(status, 503, "{what}: {answer}");
+            assert_eq!(answer["errorType"], error_type(cause), "{what}: {answer}");
+            assert!(took <= answer_bound(), "{what}: took {took:?}");
+            assert!(
+                answer["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("backend \"dc2\": ") && mentions(e, cause)),
+                "{what}: {answer}"
+            );
+        }
+    }
+    f.proxy.set(Fault::Pass);
+    f.assert_complete("after the faults");
 }
 
 #[test]
