@@ -759,6 +759,54 @@ fn metadata_and_strict_queries_meet_each_fault_within_the_bound() {
 }
 
 #[test]
+fn a_probe_into_a_backend_still_failing_opens_the_breaker_again() {
+    let f = fixture(Setup::default());
+    f.proxy.set(Fault::Reset);
+    let path = f.instant(Kind::Pushdown.query());
+    for _ in 0..ROUND {
+        assert_eq!(f.timed(&path).0, 200);
+    }
+    let status = f.dc2_status();
+    assert_eq!(status["breaker"]["state"], "open", "{status}");
+    let opened = status["breaker"]["opened"].as_u64().unwrap();
+    std::thread::sleep(COOL_DOWN + Duration::from_millis(200));
+
+    // After the cool-down one request goes through as a probe (with its retry), fails, and
+    // the breaker opens again at once.
+    let sent = f.proxy.requests();
+    let (status, answer, took) = f.timed(&path);
+    assert_eq!(status, 200, "{answer}");
+    assert!(took <= answer_bound(), "took {took:?}");
+    let warnings = warnings(&answer);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("backend \"dc2\": ") && w.contains("Connection reset by peer")),
+        "the probe's own failure: {warnings:?}"
+    );
+    assert_eq!(
+        f.proxy.requests() - sent,
+        u64::from(1 + RETRIES),
+        "one probe, retried as any request"
+    );
+    let status = f.dc2_status();
+    assert_eq!(status["breaker"]["state"], "open", "{status}");
+    assert_eq!(status["breaker"]["opened"], opened + 1, "{status}");
+
+    // Open again: nothing reaches dc2.
+    let sent = f.proxy.requests();
+    let (status, answer, _) = f.timed(&path);
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["warnings"]
+            .to_string()
+            .contains("circuit breaker of backend dc2 is open"),
+        "{answer}"
+    );
+    assert_eq!(f.proxy.requests(), sent);
+}
+
+#[test]
 fn a_backend_slower_than_usual_but_within_its_timeout_is_no_failure() {
     let f = fixture(Setup::default());
     f.assert_complete("before the delay");
