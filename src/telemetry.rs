@@ -68,6 +68,8 @@ pub struct Metrics {
     pub backend_duration: Family<BackendOnly, Histogram, fn() -> Histogram>,
     pub backend_up: Family<BackendOnly, Gauge>,
     pub breaker_state: Family<BackendOnly, Gauge>,
+    pub backend_inflight: Family<BackendOnly, Gauge>,
+    pub runtime_tasks: Gauge,
     pub reload_successful: Gauge,
     pub reload_success_time: Gauge,
     pub reloads: Family<HandlerOnly, Counter>,
@@ -122,6 +124,19 @@ impl Metrics {
             "backend_breaker_state",
             "Circuit breaker of the backend: 0 closed, 1 half-open (probing), 2 open",
             breaker_state.clone(),
+        );
+        let backend_inflight = Family::<BackendOnly, Gauge>::default();
+        registry.register(
+            "backend_inflight_requests",
+            "Requests sent to the backend and not finished yet (answered, failed or abandoned)",
+            backend_inflight.clone(),
+        );
+        let runtime_tasks = Gauge::default();
+        registry.register(
+            "runtime_alive_tasks",
+            "Tasks alive on the runtime serving promgate (connections, requests, background \
+             work), when /metrics was read",
+            runtime_tasks.clone(),
         );
         let reload_successful = Gauge::default();
         registry.register(
@@ -188,6 +203,8 @@ impl Metrics {
             backend_duration,
             backend_up,
             breaker_state,
+            backend_inflight,
+            runtime_tasks,
             reload_successful,
             reload_success_time,
             reloads,
@@ -210,6 +227,11 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let tasks = runtime.metrics().num_alive_tasks();
+            self.runtime_tasks
+                .set(i64::try_from(tasks).unwrap_or(i64::MAX));
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
@@ -232,6 +254,19 @@ impl Metrics {
         self.backend_up
             .get_or_create(&key)
             .set(i64::from(result == "success"));
+    }
+
+    /// Counts a request to `backend` as in flight until the returned guard is dropped
+    /// (whether the request finished or was abandoned).
+    pub fn backend_request_started(&self, backend: &str) -> InflightGuard {
+        let gauge = self
+            .backend_inflight
+            .get_or_create(&BackendOnly {
+                backend: backend.to_string(),
+            })
+            .clone();
+        gauge.inc();
+        InflightGuard(gauge)
     }
 
     pub fn observe_breaker(&self, backend: &str, state: i64) {
@@ -293,6 +328,7 @@ impl Metrics {
         self.backend_duration.remove(&key);
         self.backend_up.remove(&key);
         self.breaker_state.remove(&key);
+        self.backend_inflight.remove(&key);
         self.object_requests.remove(&key);
         self.object_bytes.remove(&key);
         for state in ["loaded", "partial", "deleted", "unreadable", "downsampled"] {
@@ -316,6 +352,15 @@ impl Metrics {
                 result: result.to_string(),
             });
         }
+    }
+}
+
+/// One request in flight to a backend; see [`Metrics::backend_request_started`].
+pub struct InflightGuard(Gauge);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -85,6 +85,7 @@ fn api_error(e: EngineError) -> ApiError {
         EngineError::Timeout => ErrorType::Timeout,
         EngineError::Canceled => ErrorType::Canceled,
         EngineError::Store(_) => ErrorType::Unavailable,
+        EngineError::StoreTimeout(_) => ErrorType::Timeout,
         EngineError::Unsupported(_) => ErrorType::Execution,
     };
     let message = match e {

@@ -66,6 +66,7 @@ pub(super) async fn raw_series(
         };
         let set = store.select(&request).await.map_err(|e| match e {
             StoreError::BackendFailed(m) => ApiError::unavailable(m),
+            StoreError::BackendTimedOut(m) => ApiError::timeout(m),
         })?;
         out.answered |= set.answered > 0;
         for series in set.series {

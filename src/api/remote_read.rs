@@ -62,7 +62,9 @@ async fn answer(app: &App, body: &[u8]) -> Result<Reply, ReadError> {
     for (index, query) in request.queries.iter().enumerate() {
         let select = select_request(query, deadline).map_err(ReadError::bad_request)?;
         let set = store.select(&select).await.map_err(|e| match e {
-            StoreError::BackendFailed(m) => ReadError(StatusCode::SERVICE_UNAVAILABLE, m),
+            StoreError::BackendFailed(m) | StoreError::BackendTimedOut(m) => {
+                ReadError(StatusCode::SERVICE_UNAVAILABLE, m)
+            }
         })?;
         if set.answered == 0 && !set.failures.is_empty() {
             let reasons: Vec<String> = set.failures.iter().map(MemberFailure::warning).collect();

@@ -140,6 +140,28 @@ fn encode_form(params: &[(String, String)]) -> String {
     form.finish()
 }
 
+/// A successful answer of the Prometheus API is a JSON object. Anything else (the HTML page
+/// of a load balancer or login portal in front of the backend) is no answer from it: an
+/// error here, so that the breaker counts it and the query goes on without this backend,
+/// rather than failing the whole query where the body is decoded, or being relayed to the
+/// client as it came.
+fn check_answer(response: &ApiResponse) -> Result<(), BackendError> {
+    if !response.status.is_success() {
+        return Ok(());
+    }
+    match response.body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(()),
+        _ => {
+            let text = String::from_utf8_lossy(&response.body);
+            let snippet: String = text.trim().chars().take(80).collect();
+            Err(BackendError::Decode(format!(
+                "HTTP {} answer is not JSON: {snippet:?}",
+                response.status.as_u16()
+            )))
+        }
+    }
+}
+
 impl tower::Service<ApiRequest> for PrometheusHttp {
     type Response = ApiResponse;
     type Error = BackendError;
@@ -194,11 +216,16 @@ impl tower::Service<ApiRequest> for PrometheusHttp {
                         if e.is::<http_body_util::LengthLimitError>() {
                             BackendError::TooLarge { limit }
                         } else {
-                            BackendError::Transport(format!("reading response body: {e}"))
+                            BackendError::Transport(format!(
+                                "reading response body: {}",
+                                super::error::error_chain(e.as_ref())
+                            ))
                         }
                     })?
                     .to_bytes();
-                Ok(ApiResponse { status, body })
+                let response = ApiResponse { status, body };
+                check_answer(&response)?;
+                Ok(response)
             };
             match deadline {
                 Some(deadline) => tokio::time::timeout_at(deadline, exchange)
@@ -207,5 +234,32 @@ impl tower::Service<ApiRequest> for PrometheusHttp {
                 None => exchange.await,
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: StatusCode, body: &'static str) -> ApiResponse {
+        ApiResponse {
+            status,
+            body: Bytes::from_static(body.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn a_successful_answer_that_is_not_json_is_an_error() {
+        let page = answer(StatusCode::OK, "<html><body>Sign in</body></html>");
+        let e = check_answer(&page).unwrap_err();
+        assert!(matches!(e, BackendError::Decode(_)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "undecodable answer: HTTP 200 answer is not JSON: \"<html><body>Sign in</body></html>\""
+        );
+        assert!(check_answer(&answer(StatusCode::OK, "")).is_err());
+        assert!(check_answer(&answer(StatusCode::OK, " \n{\"status\":\"success\"}")).is_ok());
+        // Error answers are judged by their status, whatever their body.
+        assert!(check_answer(&answer(StatusCode::BAD_GATEWAY, "<html>")).is_ok());
     }
 }

@@ -34,13 +34,7 @@ pub enum BackendError {
 
 impl BackendError {
     pub(crate) fn from_client(e: hyper_util::client::legacy::Error) -> Self {
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            text.push_str(": ");
-            text.push_str(&s.to_string());
-            source = s.source();
-        }
+        let text = error_chain(&e);
         if e.is_connect() {
             BackendError::Connect(text)
         } else {
@@ -107,8 +101,53 @@ impl fmt::Display for BackendError {
     }
 }
 
+/// An error with its causes, `outer: inner: innermost`: hyper's outer errors say where
+/// things broke ("error reading a body from connection"), only the inner ones say why.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 fn humanize(d: Duration) -> String {
     crate::time::format_prometheus_duration(d)
 }
 
 impl std::error::Error for BackendError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("error reading a body from connection")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn error_chain_says_why_not_only_where() {
+        let e = Wrapped(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "end of file before message length reached",
+        ));
+        assert_eq!(
+            error_chain(&e),
+            "error reading a body from connection: end of file before message length reached"
+        );
+    }
+}

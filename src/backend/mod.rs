@@ -243,6 +243,7 @@ impl Backend {
     /// Sends one API request through the backend's stack; a non-200 answer becomes
     /// [`BackendError::Api`] with the backend's errorType.
     pub async fn call(&self, req: ApiRequest) -> Result<ApiResponse, BackendError> {
+        let _inflight = self.metrics.backend_request_started(self.name());
         let started = std::time::Instant::now();
         let result = self.service.clone().oneshot(req).await.and_then(|resp| {
             if resp.status.is_success() {
@@ -263,6 +264,7 @@ impl Backend {
                 self.name()
             )));
         };
+        let _inflight = self.metrics.backend_request_started(self.name());
         let started = std::time::Instant::now();
         let result = reader.clone().oneshot(call).await;
         let failure = result.as_ref().err().filter(|e| !e.is_request_error());
@@ -276,6 +278,7 @@ impl Backend {
         service: &BlocksReadService,
         call: blocks::BlocksCall,
     ) -> Result<ReadAnswer, BackendError> {
+        let _inflight = self.metrics.backend_request_started(self.name());
         let started = std::time::Instant::now();
         let result = service.clone().oneshot(call).await;
         self.record(result.as_ref().err(), started.elapsed());
@@ -380,18 +383,25 @@ impl Backend {
         if !self.config.kind.has_query_api() {
             return Ok(Arc::new(self.config.labels.clone().unwrap_or_default()));
         }
-        if self.version.load().is_none() {
-            self.discover_version(deadline).await;
-        }
+        let version = async {
+            if self.version.load().is_none() {
+                self.discover_version(deadline).await;
+            }
+        };
         if let Some(configured) = &self.config.labels {
+            version.await;
             return Ok(Arc::new(configured.clone()));
         }
         let mut req = ApiRequest::get("/api/v1/status/config", Vec::new());
         req.deadline = deadline;
-        let result = self
-            .call(req)
-            .await
-            .and_then(|resp| parse_external_labels(&resp.body));
+        let labels = async {
+            self.call(req)
+                .await
+                .and_then(|resp| parse_external_labels(&resp.body))
+        };
+        // Both at once: an unresponsive backend costs one backend timeout, not two in a row
+        // (which the request waiting for the labels would pay).
+        let ((), result) = tokio::join!(version, labels);
         match result {
             Ok(labels) => {
                 let labels = Arc::new(labels);

@@ -60,7 +60,11 @@ impl Store for MergedStore {
         }
         if !self.partial_response {
             if let Some(f) = failures.first() {
-                return Err(StoreError::BackendFailed(f.warning()));
+                return Err(if f.error.is_timeout() {
+                    StoreError::BackendTimedOut(f.warning())
+                } else {
+                    StoreError::BackendFailed(f.warning())
+                });
             }
         }
         let count = answered.len();

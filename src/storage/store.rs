@@ -106,6 +106,9 @@ pub enum StoreError {
     /// A backend failed and partial answers are off.
     #[error("{0}")]
     BackendFailed(String),
+    /// A backend did not answer in time and partial answers are off.
+    #[error("{0}")]
+    BackendTimedOut(String),
 }
 
 /// One series of a select: its labels and the raw data of every replica that has it.

@@ -212,6 +212,10 @@ impl PromgateProcess {
         p
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends a signal (`HUP`, `TERM`) with kill(1).
     pub fn signal(&self, sig: &str) {
         let status = std::process::Command::new("kill")

@@ -16,7 +16,7 @@ use promql_parser::parser::{
 use super::{Engine, EngineError, InstantSample, QueryOutput, QueryStats, RangeSeries, Value};
 use crate::model::Labels;
 use crate::storage::dedup::DedupMode;
-use crate::storage::{SelectHints, SelectRequest, Store};
+use crate::storage::{SelectHints, SelectRequest, Store, StoreError};
 
 /// Default step of a subquery without one (Prometheus's default evaluation interval).
 const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
@@ -524,16 +524,18 @@ async fn fetch<S: Store>(
             } else {
                 DedupMode::Gauge
             };
-            let set = store
-                .select(&request)
-                .await
-                .map_err(|e| EngineError::Store(e.to_string()))?;
+            let set = store.select(&request).await.map_err(|e| match e {
+                StoreError::BackendFailed(m) => EngineError::Store(m),
+                StoreError::BackendTimedOut(m) => EngineError::StoreTimeout(m),
+            })?;
             let failed: Vec<String> = set.failures.iter().map(|f| f.warning()).collect();
             if set.answered == 0 && !failed.is_empty() {
-                return Err(EngineError::Store(format!(
-                    "no backend answered: {}",
-                    failed.join("; ")
-                )));
+                let message = format!("no backend answered: {}", failed.join("; "));
+                return Err(if set.failures.iter().all(|f| f.error.is_timeout()) {
+                    EngineError::StoreTimeout(message)
+                } else {
+                    EngineError::Store(message)
+                });
             }
             warnings.extend(failed);
             for series in set.series {

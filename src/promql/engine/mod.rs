@@ -126,6 +126,10 @@ pub enum EngineError {
     /// Reading series failed.
     #[error("{0}")]
     Store(String),
+    /// Reading series failed because backends did not answer in time (503 `timeout`, as
+    /// when the query itself runs out of time).
+    #[error("{0}")]
+    StoreTimeout(String),
 }
 
 /// Evaluates queries with one set of options.

@@ -144,6 +144,67 @@ fn a_passed_deadline_stops_the_evaluation() {
     assert_eq!(out.unwrap_err(), EngineError::Timeout);
 }
 
+/// A store whose every backend failed with `error`.
+struct FailingStore {
+    error: crate::backend::BackendError,
+    partial_response: bool,
+}
+
+impl crate::storage::Store for FailingStore {
+    async fn select(
+        &self,
+        _request: &crate::storage::SelectRequest,
+    ) -> Result<crate::storage::SeriesSet, crate::storage::StoreError> {
+        let failure = crate::backend::fanout::MemberFailure {
+            backend: "dc2".to_string(),
+            error: self.error.clone(),
+        };
+        if !self.partial_response {
+            return Err(if failure.error.is_timeout() {
+                crate::storage::StoreError::BackendTimedOut(failure.warning())
+            } else {
+                crate::storage::StoreError::BackendFailed(failure.warning())
+            });
+        }
+        Ok(crate::storage::SeriesSet {
+            series: Vec::new(),
+            failures: vec![failure],
+            answered: 0,
+        })
+    }
+}
+
+#[test]
+fn backends_that_time_out_are_a_timeout_and_others_a_store_failure() {
+    use crate::backend::BackendError;
+    let expr = promql_parser::parser::parse("sum(requests_total)").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for partial_response in [true, false] {
+        let timed_out = FailingStore {
+            error: BackendError::Timeout(std::time::Duration::from_secs(1)),
+            partial_response,
+        };
+        let out = rt.block_on(Engine::default().query_instant(&timed_out, &expr, 60_000));
+        assert!(
+            matches!(&out, Err(EngineError::StoreTimeout(m)) if m.contains("dc2")),
+            "partial {partial_response}: {:?}",
+            out.err()
+        );
+        let refused = FailingStore {
+            error: BackendError::Connect("refused".into()),
+            partial_response,
+        };
+        let out = rt.block_on(Engine::default().query_instant(&refused, &expr, 60_000));
+        assert!(
+            matches!(&out, Err(EngineError::Store(m)) if m.contains("dc2")),
+            "partial {partial_response}: {:?}",
+            out.err()
+        );
+    }
+}
+
 #[test]
 fn too_many_samples_is_an_execution_error() {
     let expr = promql_parser::parser::parse("requests_total").unwrap();
