@@ -360,6 +360,9 @@ struct Need {
     start: i64,
     end: i64,
     func: Option<&'static str>,
+    /// Read by a range selector, which never sees staleness markers: they are dropped as
+    /// the samples arrive, so the series can be shared rather than copied without them.
+    range: bool,
 }
 
 struct SpanContext {
@@ -456,6 +459,7 @@ fn collect_selectors(
                 start: s.saturating_sub(ctx.lookback),
                 end: e,
                 func,
+                range: false,
             });
         }
         Expr::MatrixSelector(MatrixSelector { vs, range }) => {
@@ -466,6 +470,7 @@ fn collect_selectors(
                 start: s.saturating_sub(range.as_millis() as i64),
                 end: e,
                 func,
+                range: true,
             });
         }
         Expr::Subquery(sq) => {
@@ -545,6 +550,9 @@ async fn fetch<S: Store>(
                     ..RawSeries::default()
                 };
                 for (t, v) in samples.by_ref() {
+                    if need.range && is_stale(v) {
+                        continue;
+                    }
                     raw.ts.push(t);
                     raw.vs.push(v);
                 }
@@ -708,10 +716,8 @@ impl Evaluator<'_> {
                 let ends = (0..grid.n)
                     .map(|i| self.shifted(&ms.vs.at, &ms.vs.offset, grid, i))
                     .collect();
-                let data = self.data_of(&ms.vs);
-                let series = data.iter().map(without_stale).collect();
                 Ok(RangeInput {
-                    series,
+                    series: self.data_of(&ms.vs),
                     ends,
                     range: ms.range.as_millis() as i64,
                 })
@@ -720,7 +726,7 @@ impl Evaluator<'_> {
                 let ends = (0..grid.n)
                     .map(|i| self.shifted(&sq.at, &sq.offset, grid, i))
                     .collect();
-                let series = self.subquery_series(sq, grid)?;
+                let series = Arc::new(self.subquery_series(sq, grid)?);
                 Ok(RangeInput {
                     series,
                     ends,
@@ -823,16 +829,11 @@ fn window(s: &RawSeries, from: i64, to: i64) -> RawSeries {
     out
 }
 
-fn without_stale(s: &RawSeries) -> RawSeries {
-    if !s.vs.iter().any(|v| is_stale(*v)) {
-        return s.clone();
-    }
-    window(s, i64::MIN, i64::MAX)
-}
-
 /// Input of a range function: series, and per step the end of its window.
 pub(super) struct RangeInput {
-    pub series: Vec<RawSeries>,
+    /// Shared with the fetched data, never copied: range selectors' series hold no
+    /// staleness markers.
+    pub series: Arc<Vec<RawSeries>>,
     /// Window end per step; the window is `(end - range, end]`.
     pub ends: Vec<i64>,
     pub range: i64,

@@ -185,7 +185,7 @@ fn range_function(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Val
     }
     let keep_name = KEEP_NAME.contains(&name);
     let mut out = StepVector::new(grid.n);
-    for series in &input.series {
+    for series in input.series.iter() {
         let mut labels = series.labels.clone();
         if !keep_name {
             labels.remove("__name__");
