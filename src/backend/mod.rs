@@ -43,9 +43,6 @@ pub type BackendService = BoxCloneSyncService<ApiRequest, ApiResponse, BackendEr
 /// A backend's layered remote read service.
 pub type ReadService = BoxCloneSyncService<ReadCall, ReadAnswer, BackendError>;
 
-/// Largest answer accepted from a backend.
-const MAX_RESPONSE_BYTES: usize = 1 << 30;
-
 /// How long to wait before asking an unreachable backend for its labels again.
 const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
 
@@ -94,7 +91,7 @@ impl Backend {
         let breaker = BreakerHandle::new(config.name.as_str(), config.breaker.clone());
         // Both services share the breaker and the concurrency limit: they are one backend.
         let limit = Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests));
-        let http = PrometheusHttp::new(client.clone(), &config.url, MAX_RESPONSE_BYTES);
+        let http = PrometheusHttp::new(client.clone(), &config.url, max_response_bytes(&config));
         let service = layered(http, &config, &breaker, &limit, breaker_failure);
         let reader = match config.kind {
             BackendKind::Blocks => {
@@ -471,12 +468,24 @@ fn bucket_location(
     })
 }
 
+/// The largest answer accepted from a backend, as configured.
+fn max_response_bytes(config: &BackendConfig) -> usize {
+    usize::try_from(config.max_response_bytes.0).unwrap_or(usize::MAX)
+}
+
+/// A remote read client's size limits from the backend's `max_response_bytes`.
+fn sized(mut read: RemoteReadConfig, config: &BackendConfig) -> RemoteReadConfig {
+    read.max_response_bytes = max_response_bytes(config);
+    read.max_frame_bytes = read.max_frame_bytes.min(read.max_response_bytes);
+    read
+}
+
 /// The remote read endpoint of a backend.
 fn read_client(config: &BackendConfig, client: HttpClient) -> RemoteReadClient {
     let base = config.url.trim_end_matches('/');
     match config.kind {
         BackendKind::Prometheus | BackendKind::Blocks => {
-            RemoteReadClient::new(client, base, RemoteReadConfig::default())
+            RemoteReadClient::new(client, base, sized(RemoteReadConfig::default(), config))
         }
         BackendKind::Influx => {
             let db: String = url::form_urlencoded::byte_serialize(
@@ -486,7 +495,7 @@ fn read_client(config: &BackendConfig, client: HttpClient) -> RemoteReadClient {
             RemoteReadClient::with_url(
                 client,
                 format!("{base}/api/v1/prom/read?db={db}"),
-                RemoteReadConfig::samples_only(),
+                sized(RemoteReadConfig::samples_only(), config),
             )
         }
     }

@@ -1,4 +1,5 @@
 //! promgate's own tower layers; everything else comes from tower and tower-http.
 
+pub mod admission;
 pub mod breaker;
 pub mod http_metrics;
