@@ -101,9 +101,11 @@ impl App {
             Ok(config) => {
                 let running = self.topology.load().config.clone();
                 let changed = *running != config;
-                if running.server != config.server {
+                let listener = running.server.listener_settings_differ(&config.server);
+                if !listener.is_empty() {
                     tracing::warn!(
-                        "[server] settings changed: they take effect when promgate restarts"
+                        settings = ?listener,
+                        "listener settings changed: they take effect when promgate restarts"
                     );
                 }
                 if changed {

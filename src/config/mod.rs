@@ -71,6 +71,30 @@ impl Default for ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// The settings fixed when the listener starts that differ in `other`: a reload cannot
+    /// change them (the rate limit, the queue and the body size apply at once).
+    pub fn listener_settings_differ(&self, other: &ServerConfig) -> Vec<&'static str> {
+        let mut differ = Vec::new();
+        if self.listen != other.listen {
+            differ.push("server.listen");
+        }
+        if self.max_concurrent_requests != other.max_concurrent_requests {
+            differ.push("server.max_concurrent_requests");
+        }
+        if self.shutdown_grace != other.shutdown_grace {
+            differ.push("server.shutdown_grace");
+        }
+        if self.watch_config != other.watch_config {
+            differ.push("server.watch_config");
+        }
+        if self.max_header_bytes != other.max_header_bytes {
+            differ.push("server.max_header_bytes");
+        }
+        differ
+    }
+}
+
 /// `[query]`: how queries are answered.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
