@@ -323,3 +323,31 @@ fn a_saturated_gateway_queues_then_sheds_and_still_answers_health_checks() {
         1.0
     );
 }
+
+#[test]
+fn limits_read_from_the_configuration_change_on_reload() {
+    let bin = PrometheusBinary::any().expect("Prometheus installed (bash .ci/run)");
+    let prom = server(&bin);
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path(), &prom, "", "", "");
+    let query = "/api/v1/query?query=vector(1)%20%2B%20vector(2)";
+    let (status, body) = gw.get_json(query);
+    assert_eq!(status, 200, "{body}");
+    for _ in 0..5 {
+        assert_eq!(http_get(&gw.url(query)).unwrap().status, 200);
+    }
+
+    let text = std::fs::read_to_string(&gw.config_path)
+        .unwrap()
+        .replace("[query]\n", "[query]\nmax_query_length = 10\n");
+    let text = text.replace("[server]\n", "[server]\nclient_requests_per_second = 1\n");
+    std::fs::write(&gw.config_path, text).unwrap();
+    let r = http("POST", &gw.url("/-/reload"), &[], b"").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let (status, body) = gw.get_json(query);
+    let message = error(status, &body, 400, "bad_data");
+    assert!(message.contains("more than the limit of 10"), "{message}");
+    let r = http_get(&gw.url(query)).unwrap();
+    error(r.status, &r.json().unwrap(), 429, "unavailable");
+}
