@@ -3,7 +3,7 @@
 //!
 //! A request first passes the client's rate: pingora's [`Rate`] counts each client address's
 //! requests in one-second periods (in a fixed-size count-min sketch, so memory does not grow
-//! with the number of clients) and estimates its requests over the last second by weighting
+//! with the number of clients; it may count a client high, never low) and estimates its requests over the last second by weighting
 //! the previous period by the part of it still inside that second. A client whose previous
 //! second stayed within `requests_per_second` may go `burst` requests above it; one that was
 //! above it gets no burst until it slows down, so over time it keeps to its rate. A request
@@ -34,6 +34,12 @@ use tower::{Layer, Service};
 use crate::api::{error_response, route_name};
 use crate::error::ApiError;
 use crate::telemetry::Metrics;
+
+/// Size of the rate sketch: 4 × 8192 counters per period, two periods, 512 KiB in all. A
+/// count-min sketch only errs high, and rarely while a few thousand clients are active in
+/// the same second.
+const RATE_HASHES: usize = 4;
+const RATE_SLOTS: usize = 8192;
 
 /// The address of the client a request came from, set on each request by the listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +142,7 @@ impl Admission {
         Arc::new(Admission {
             slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
             queued: AtomicUsize::new(0),
-            rate: Rate::new(Duration::from_secs(1)),
+            rate: Rate::new_with_estimator_config(Duration::from_secs(1), RATE_HASHES, RATE_SLOTS),
             settings: Box::new(settings),
             metrics,
         })
