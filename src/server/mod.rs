@@ -1,6 +1,7 @@
 //! The listener: HTTP/1.1 and h2c on one port behind the tower stack (request id, tracing,
-//! gzip, metrics, load shedding, timeout), graceful shutdown, and the reload triggers
-//! (SIGHUP, file changes, POST /-/reload).
+//! gzip, metrics, admission — per-client rate, request slots with a bounded queue —,
+//! timeout), graceful shutdown, and the reload triggers (SIGHUP, file changes, POST
+//! /-/reload).
 
 mod reload;
 
