@@ -105,14 +105,11 @@ impl App {
             Ok(config) => {
                 let running = self.topology.load().config.clone();
                 let changed = *running != config;
-                let listener_settings = |c: &Config| {
-                    let mut server = c.server.clone();
-                    server.auth = None;
-                    server
-                };
-                if listener_settings(&running) != listener_settings(&config) {
+                let listener = running.server.listener_settings_differ(&config.server);
+                if !listener.is_empty() {
                     tracing::warn!(
-                        "[server] settings changed: they take effect when promgate restarts ([server.auth] applies at once)"
+                        settings = ?listener,
+                        "listener settings changed: they take effect when promgate restarts"
                     );
                 }
                 if changed {

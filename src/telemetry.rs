@@ -35,6 +35,11 @@ pub struct QueryPath {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalReason {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendOnly {
     pub backend: String,
 }
@@ -64,6 +69,9 @@ pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HandlerLabels, Counter>,
     pub http_duration: Family<HandlerOnly, Histogram, fn() -> Histogram>,
+    pub http_in_flight: Gauge,
+    pub http_queued: Gauge,
+    pub http_refused: Family<RefusalReason, Counter>,
     pub backend_requests: Family<BackendResult, Counter>,
     pub backend_duration: Family<BackendOnly, Histogram, fn() -> Histogram>,
     pub backend_up: Family<BackendOnly, Gauge>,
@@ -97,6 +105,25 @@ impl Metrics {
             "http_request_duration_seconds",
             "Time to answer HTTP requests, by handler",
             http_duration.clone(),
+        );
+        let http_in_flight = Gauge::default();
+        registry.register(
+            "http_requests_in_flight",
+            "API requests being served (holding one of server.max_concurrent_requests)",
+            http_in_flight.clone(),
+        );
+        let http_queued = Gauge::default();
+        registry.register(
+            "http_requests_queued",
+            "API requests waiting for a slot",
+            http_queued.clone(),
+        );
+        let http_refused = Family::<RefusalReason, Counter>::default();
+        registry.register(
+            "http_requests_refused",
+            "API requests refused before being served, by reason (rate_limited, \
+             queue_full, queue_timeout)",
+            http_refused.clone(),
         );
         let backend_requests = Family::<BackendResult, Counter>::default();
         registry.register(
@@ -199,6 +226,9 @@ impl Metrics {
             registry,
             http_requests,
             http_duration,
+            http_in_flight,
+            http_queued,
+            http_refused,
             backend_requests,
             backend_duration,
             backend_up,
@@ -214,6 +244,15 @@ impl Metrics {
             object_requests,
             object_bytes,
         })
+    }
+
+    /// Counts one request refused for `reason`.
+    pub fn observe_refused(&self, reason: &str) {
+        self.http_refused
+            .get_or_create(&RefusalReason {
+                reason: reason.to_string(),
+            })
+            .inc();
     }
 
     /// Counts one query answered the way `path` names.

@@ -27,7 +27,13 @@ pub async fn evaluate(
     steps: Steps,
     budget: &Budget,
 ) -> Option<Result<Reply, ApiError>> {
-    let mut options = EngineOptions::default();
+    let topology = app.topology.load();
+    let query_config = &topology.config.query;
+    let mut options = EngineOptions {
+        max_samples: query_config.max_samples,
+        max_series_per_select: query_config.max_series_per_select,
+        ..EngineOptions::default()
+    };
     match params
         .non_empty("lookback_delta")
         .map(crate::time::parse_duration_param)

@@ -180,10 +180,17 @@ pub async fn series(app: &App, params: &Params) -> Result<Reply, ApiError> {
     }
     let base = range_params(params)?;
     let limit = params.limit()?;
+    let (start, end) = time_range(params)?;
+    {
+        let topology = app.topology.load();
+        for m in params.all("match[]") {
+            super::limits::check_query_length(&topology.config.query, "match[]", &m)?;
+        }
+        super::limits::check_range(&topology.config.query, start, end)?;
+    }
     let budget = Budget::from_params(app, params)?;
     let sels = selectors(app, params, &budget, "/api/v1/series").await?;
     let replica_labels = app.topology.load().config.query.replica_labels.clone();
-    let (start, end) = time_range(params)?;
     let (gathered, raw) = futures::join!(
         gather::<Vec<Labels>>(app, &budget, |g| {
             let m = group_selectors(&sels, g)?;

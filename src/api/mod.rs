@@ -4,6 +4,7 @@
 pub mod engine_json;
 mod evaluate;
 pub mod json;
+mod limits;
 mod metadata;
 pub mod params;
 mod pushdown;

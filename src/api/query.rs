@@ -70,6 +70,7 @@ pub async fn range(app: &App, params: &Params) -> Result<Reply, ApiError> {
             "zero or negative query resolution step widths are not accepted. Try a positive integer",
         ));
     }
+    super::limits::check_range(&app.topology.load().config.query, start, end)?;
     if (end - start) / step > MAX_POINTS_PER_SERIES {
         return Err(ApiError::bad_data(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
@@ -162,6 +163,7 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
     }
     let query = params.get("query").unwrap_or("");
     let topology = app.topology.load();
+    super::limits::check_query_length(&topology.config.query, "query", query)?;
     let (groups, unknown) = topology.replica_groups(Some(budget.deadline)).await;
     let expr = match app.queries.parse(query) {
         Ok(expr) => expr,

@@ -89,7 +89,7 @@ impl fmt::Display for BackendError {
             BackendError::Connect(e) => write!(f, "connection failed: {e}"),
             BackendError::Transport(e) => write!(f, "{e}"),
             BackendError::TooLarge { limit } => {
-                write!(f, "response larger than the limit of {limit} bytes")
+                write!(f, "response larger than max_response_bytes ({limit} bytes)")
             }
             BackendError::Api {
                 status, message, ..

@@ -43,9 +43,6 @@ pub type BackendService = BoxCloneSyncService<ApiRequest, ApiResponse, BackendEr
 /// A backend's layered remote read service.
 pub type ReadService = BoxCloneSyncService<ReadCall, ReadAnswer, BackendError>;
 
-/// Largest answer accepted from a backend.
-const MAX_RESPONSE_BYTES: usize = 1 << 30;
-
 /// How long to wait before asking an unreachable backend for its labels again.
 const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
 
@@ -108,7 +105,7 @@ impl Backend {
             .credentials
             .as_ref()
             .and_then(client::authorization_header);
-        let http = PrometheusHttp::new(client.clone(), &config.url, MAX_RESPONSE_BYTES)
+        let http = PrometheusHttp::new(client.clone(), &config.url, max_response_bytes(&config))
             .with_authorization(authorization.clone());
         let service = layered(http, &config, &breaker, &limit, breaker_failure);
         let reader = match config.kind {
@@ -497,6 +494,18 @@ fn bucket_location(
     })
 }
 
+/// The largest answer accepted from a backend, as configured.
+fn max_response_bytes(config: &BackendConfig) -> usize {
+    usize::try_from(config.max_response_bytes.0).unwrap_or(usize::MAX)
+}
+
+/// A remote read client's size limits from the backend's `max_response_bytes`.
+fn sized(mut read: RemoteReadConfig, config: &BackendConfig) -> RemoteReadConfig {
+    read.max_response_bytes = max_response_bytes(config);
+    read.max_frame_bytes = read.max_frame_bytes.min(read.max_response_bytes);
+    read
+}
+
 /// The remote read endpoint of a backend.
 fn read_client(
     config: &BackendConfig,
@@ -510,7 +519,7 @@ fn read_client(
             base,
             RemoteReadConfig {
                 authorization,
-                ..RemoteReadConfig::default()
+                ..sized(RemoteReadConfig::default(), config)
             },
         ),
         BackendKind::Influx => {
@@ -523,7 +532,7 @@ fn read_client(
                 format!("{base}/api/v1/prom/read?db={db}"),
                 RemoteReadConfig {
                     authorization,
-                    ..RemoteReadConfig::samples_only()
+                    ..sized(RemoteReadConfig::samples_only(), config)
                 },
             )
         }

@@ -36,8 +36,21 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address to listen on, `host:port`.
     pub listen: String,
-    /// Requests served at once; more are refused with 503 rather than queued without bound.
+    /// Requests served at once; more wait in a bounded queue (see `max_queued_requests`).
+    /// Health, readiness, reload and /metrics are not counted. Applies at start only.
     pub max_concurrent_requests: usize,
+    /// Requests that may wait for a slot; beyond that a request is refused with 503 at once.
+    pub max_queued_requests: usize,
+    /// How long a queued request waits for a slot before it is refused with 503.
+    pub queue_timeout: PromDuration,
+    /// Requests per second each client address may keep up; 0 turns the limit off.
+    pub client_requests_per_second: f64,
+    /// Requests above `client_requests_per_second` a client may send in a second that
+    /// follows a second within its rate.
+    pub client_burst: u32,
+    /// Largest request head (request line and headers) accepted; larger ones get 431.
+    /// Applies at start only.
+    pub max_header_bytes: ByteSize,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     pub shutdown_grace: PromDuration,
     /// Re-read the config file when it changes on disk.
@@ -55,12 +68,44 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "0.0.0.0:9090".to_string(),
             max_concurrent_requests: 256,
+            max_queued_requests: 256,
+            queue_timeout: PromDuration(Duration::from_secs(2)),
+            client_requests_per_second: 0.0,
+            client_burst: 0,
+            max_header_bytes: ByteSize(64 << 10),
             shutdown_grace: PromDuration(Duration::from_secs(30)),
             watch_config: true,
             max_request_body_bytes: 8 << 20,
             tls: None,
             auth: None,
         }
+    }
+}
+
+impl ServerConfig {
+    /// The settings fixed when the listener starts that differ in `other`: a reload cannot
+    /// change them (the rate limit, the queue and the body size apply at once).
+    pub fn listener_settings_differ(&self, other: &ServerConfig) -> Vec<&'static str> {
+        let mut differ = Vec::new();
+        if self.listen != other.listen {
+            differ.push("server.listen");
+        }
+        if self.max_concurrent_requests != other.max_concurrent_requests {
+            differ.push("server.max_concurrent_requests");
+        }
+        if self.shutdown_grace != other.shutdown_grace {
+            differ.push("server.shutdown_grace");
+        }
+        if self.watch_config != other.watch_config {
+            differ.push("server.watch_config");
+        }
+        if self.max_header_bytes != other.max_header_bytes {
+            differ.push("server.max_header_bytes");
+        }
+        if self.tls != other.tls {
+            differ.push("server.tls");
+        }
+        differ
     }
 }
 
@@ -77,6 +122,14 @@ pub struct QueryConfig {
     /// An instant query whose replica has not answered after this long is also sent to the
     /// next replica of its group; the first answer wins.
     pub hedge_after: PromDuration,
+    /// Most samples a query promgate evaluates may hold at once (`--query.max-samples`).
+    pub max_samples: usize,
+    /// Most series one selector of a query promgate evaluates may read; 0 = no limit.
+    pub max_series_per_select: usize,
+    /// Longest PromQL expression accepted, in characters; 0 = no limit.
+    pub max_query_length: usize,
+    /// Widest time range (end - start) of a range query or a series request; 0 = no limit.
+    pub max_range: PromDuration,
 }
 
 impl Default for QueryConfig {
@@ -86,6 +139,10 @@ impl Default for QueryConfig {
             partial_response: true,
             timeout: PromDuration(Duration::from_secs(120)),
             hedge_after: PromDuration(Duration::from_secs(2)),
+            max_samples: 50_000_000,
+            max_series_per_select: 0,
+            max_query_length: 0,
+            max_range: PromDuration(Duration::ZERO),
         }
     }
 }
@@ -119,6 +176,9 @@ pub struct BackendConfig {
     /// When to stop sending this backend requests for a while.
     #[serde(default)]
     pub breaker: crate::layer::breaker::BreakerConfig,
+    /// Largest answer accepted from this backend (HTTP API answers and remote read).
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: ByteSize,
     /// Blocks only: the S3 bucket holding them.
     #[serde(default)]
     pub bucket: Option<BucketConfig>,
@@ -200,6 +260,10 @@ fn default_region() -> String {
 
 fn default_sync_interval() -> PromDuration {
     PromDuration(Duration::from_secs(180))
+}
+
+fn default_max_response_bytes() -> ByteSize {
+    ByteSize(1 << 30)
 }
 
 fn default_cache_size() -> ByteSize {

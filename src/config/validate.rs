@@ -185,6 +185,32 @@ fn check(config: &Config, problems: &mut Vec<String>) {
     if config.server.max_concurrent_requests == 0 {
         problems.push("server.max_concurrent_requests: must be at least 1".to_string());
     }
+    let server = &config.server;
+    if !(server.client_requests_per_second.is_finite() && server.client_requests_per_second >= 0.0)
+    {
+        problems.push(
+            "server.client_requests_per_second: must be zero (off) or a positive number"
+                .to_string(),
+        );
+    }
+    if server.client_burst > 0 && server.client_requests_per_second == 0.0 {
+        problems.push(
+            "server.client_burst: needs server.client_requests_per_second (the limit is off)"
+                .to_string(),
+        );
+    }
+    if server.max_queued_requests > 0 && server.queue_timeout.0.is_zero() {
+        problems.push(
+            "server.queue_timeout: must be greater than zero when requests may queue".to_string(),
+        );
+    }
+    // hyper reads request heads into a buffer of at least 8 KiB.
+    if server.max_header_bytes.0 < 8 << 10 {
+        problems.push("server.max_header_bytes: at least 8KiB".to_string());
+    }
+    if config.query.max_samples == 0 {
+        problems.push("query.max_samples: must be at least 1".to_string());
+    }
     if config.query.hedge_after.0.is_zero() {
         problems.push("query.hedge_after: must be greater than zero".to_string());
     }
@@ -253,6 +279,12 @@ fn check_backend(i: usize, backend: &BackendConfig, problems: &mut Vec<String>) 
     }
     if backend.timeout.0.is_zero() {
         problems.push(format!("{}: must be greater than zero", at("timeout")));
+    }
+    if backend.max_response_bytes.0 == 0 {
+        problems.push(format!(
+            "{}: must be greater than zero",
+            at("max_response_bytes")
+        ));
     }
     if backend.retries > 10 {
         problems.push(format!("{}: at most 10", at("retries")));
@@ -543,6 +575,83 @@ extra = 1
             shown.contains("AKIA1") && !shown.contains("hunter2"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn limits_have_defaults_and_parse_with_units() {
+        let defaults = parse("").unwrap();
+        assert_eq!(defaults.server.max_queued_requests, 256);
+        assert_eq!(defaults.server.queue_timeout.0, Duration::from_secs(2));
+        assert_eq!(defaults.server.client_requests_per_second, 0.0);
+        assert_eq!(
+            defaults.server.max_header_bytes,
+            super::super::ByteSize(64 << 10)
+        );
+        assert_eq!(defaults.query.max_samples, 50_000_000);
+        assert_eq!(defaults.query.max_series_per_select, 0);
+        assert_eq!(defaults.query.max_query_length, 0);
+        assert!(defaults.query.max_range.0.is_zero());
+        let config = parse(
+            "[server]\nmax_queued_requests = 8\nqueue_timeout = \"500ms\"\n\
+             client_requests_per_second = 2.5\nclient_burst = 10\nmax_header_bytes = \"16KiB\"\n\
+             [query]\nmax_samples = 1000\nmax_series_per_select = 50\nmax_query_length = 4096\n\
+             max_range = \"31d\"\n\
+             [[backend]]\nname = \"a\"\nkind = \"prometheus\"\nurl = \"http://h\"\n\
+             max_response_bytes = \"64MiB\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.server.max_queued_requests, 8);
+        assert_eq!(config.server.queue_timeout.0, Duration::from_millis(500));
+        assert_eq!(config.server.client_requests_per_second, 2.5);
+        assert_eq!(config.server.client_burst, 10);
+        assert_eq!(config.server.max_header_bytes.0, 16 << 10);
+        assert_eq!(config.query.max_samples, 1000);
+        assert_eq!(config.query.max_series_per_select, 50);
+        assert_eq!(config.query.max_query_length, 4096);
+        assert_eq!(config.query.max_range.0, Duration::from_secs(31 * 86400));
+        assert_eq!(config.backends[0].max_response_bytes.0, 64 << 20);
+        assert_eq!(
+            parse("[[backend]]\nname = \"a\"\nkind = \"prometheus\"\nurl = \"http://h\"\n")
+                .unwrap()
+                .backends[0]
+                .max_response_bytes
+                .0,
+            1 << 30
+        );
+    }
+
+    #[test]
+    fn limits_out_of_range_are_reported() {
+        let errors = parse(
+            "[server]\nclient_requests_per_second = -1.0\nqueue_timeout = \"0s\"\n\
+             max_header_bytes = 1024\n[query]\nmax_samples = 0\n\
+             [[backend]]\nname = \"a\"\nkind = \"prometheus\"\nurl = \"http://h\"\n\
+             max_response_bytes = 0\n",
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(
+            errors,
+            vec![
+                "server.client_requests_per_second: must be zero (off) or a positive number"
+                    .to_string(),
+                "server.queue_timeout: must be greater than zero when requests may queue"
+                    .to_string(),
+                "server.max_header_bytes: at least 8KiB".to_string(),
+                "query.max_samples: must be at least 1".to_string(),
+                "backend[0].max_response_bytes: must be greater than zero".to_string(),
+            ]
+        );
+        let errors = parse("[server]\nclient_burst = 5\n").unwrap_err().0;
+        assert_eq!(
+            errors,
+            vec![
+                "server.client_burst: needs server.client_requests_per_second (the limit is off)"
+                    .to_string()
+            ]
+        );
+        let errors = parse("[server]\nmax_queued_requests = -1\n").unwrap_err().0;
+        assert!(errors[0].starts_with("line 2"), "{errors:?}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The listener: HTTP/1.1 and h2c on one port (or HTTPS, with HTTP/2 by ALPN) behind the
-//! tower stack (request id, tracing, gzip, metrics, load shedding, timeout), client
-//! authentication, graceful shutdown, and the reload triggers (SIGHUP, file changes,
-//! POST /-/reload).
+//! tower stack (request id, tracing, gzip, metrics, admission — per-client rate, request
+//! slots with a bounded queue —, timeout), client authentication, graceful shutdown, and
+//! the reload triggers (SIGHUP, file changes, POST /-/reload).
 
 mod reload;
 
@@ -33,6 +33,7 @@ use crate::api;
 use crate::app::{App, DISCOVERY_BUDGET};
 use crate::config::{Config, ConfigErrors};
 use crate::error::ApiError;
+use crate::layer::admission::{Admission, AdmissionLayer, AdmissionSettings, ClientAddr};
 use crate::layer::http_metrics::HttpMetricsLayer;
 
 /// How long a client may take over the TLS handshake.
@@ -160,6 +161,12 @@ async fn serve(
 ) {
     let config = app.topology.load().config.clone();
     let handler_app = app.clone();
+    let settings_app = app.clone();
+    let admission = Admission::new(
+        config.server.max_concurrent_requests,
+        move || admission_settings(&settings_app.topology.load().config),
+        app.metrics.clone(),
+    );
     let service = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(Counter::default()))
         .layer(TraceLayer::new_for_http().on_failure(log_failure))
@@ -167,8 +174,7 @@ async fn serve(
         .layer(CompressionLayer::new().gzip(true))
         .layer(HttpMetricsLayer::new(app.metrics.clone()))
         .map_result(layer_errors_as_responses)
-        .load_shed()
-        .concurrency_limit(config.server.max_concurrent_requests)
+        .layer(AdmissionLayer::new(admission))
         .timeout(config.query.timeout.0 + Duration::from_secs(5))
         .service_fn(move |req: Request<Incoming>| {
             let app = handler_app.clone();
@@ -179,12 +185,17 @@ async fn serve(
                 Ok(api::handle(app, req).await)
             }
         });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let max_header_bytes = usize::try_from(config.server.max_header_bytes.0).unwrap_or(usize::MAX);
+    builder.http1().max_buf_size(max_header_bytes);
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(conn) => conn,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -193,7 +204,14 @@ async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(service.clone());
+                let client = ClientAddr(peer.ip());
+                let service = TowerToHyperService::new(tower::util::MapRequest::new(
+                    service.clone(),
+                    move |mut req: Request<Incoming>| {
+                        req.extensions_mut().insert(client);
+                        req
+                    },
+                ));
                 let Some(acceptor) = &tls else {
                     let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                     let conn = graceful.watch(conn);
@@ -252,7 +270,17 @@ fn unauthorized() -> Response<Full<Bytes>> {
     response
 }
 
-/// Errors of the layers below (overload, timeout) become answers in Prometheus's format.
+/// The admission knobs that a reload may change.
+fn admission_settings(config: &Config) -> AdmissionSettings {
+    AdmissionSettings {
+        requests_per_second: config.server.client_requests_per_second,
+        burst: config.server.client_burst,
+        max_queued: config.server.max_queued_requests,
+        queue_timeout: config.server.queue_timeout.0,
+    }
+}
+
+/// Errors of the layers below (timeout) become answers in Prometheus's format.
 fn layer_errors_as_responses(
     result: Result<Response<Full<Bytes>>, BoxError>,
 ) -> Result<Response<Full<Bytes>>, BoxError> {
@@ -260,9 +288,7 @@ fn layer_errors_as_responses(
 }
 
 fn layer_error(e: BoxError) -> ApiError {
-    if e.is::<tower::load_shed::error::Overloaded>() {
-        ApiError::unavailable("too many concurrent requests; try again later")
-    } else if e.is::<tower::timeout::error::Elapsed>() {
+    if e.is::<tower::timeout::error::Elapsed>() {
         ApiError::timeout("request timed out")
     } else {
         ApiError::internal(e.to_string())

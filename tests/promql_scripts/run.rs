@@ -171,6 +171,7 @@ pub async fn run_file(
     let engine = Engine::new(EngineOptions {
         lookback_delta_ms: 5 * 60_000,
         max_samples: 10_000,
+        ..EngineOptions::default()
     });
     let mut store = MemoryStore::new();
     // Metric names that hold native histograms since the last clear, and names touched by

@@ -226,7 +226,8 @@ pub async fn run<S: Store>(
     let expr = Box::new(expr.clone());
     collect_selectors(&expr, range.start_ms, range.end_ms, &ctx, None, &mut needs);
     let started = std::time::Instant::now();
-    let (data, warnings) = fetch(store, needs, engine.deadline()).await?;
+    let max_series = engine.options().max_series_per_select;
+    let (data, warnings) = fetch(store, needs, engine.deadline(), max_series).await?;
     let total_samples: usize = data
         .values()
         .flat_map(|s| s.iter())
@@ -288,6 +289,14 @@ impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// A selector read more series than `query.max_series_per_select` allows.
+fn too_many_series(selector: &VectorSelector, selected: usize, max: usize) -> EngineError {
+    EngineError::Execution(format!(
+        "the selector {selector} matched {selected} series, more than the limit of {max} \
+         series per selector (query.max_series_per_select)"
+    ))
 }
 
 /// Prometheus's error when a query passes `--query.max-samples`.
@@ -509,6 +518,7 @@ async fn fetch<S: Store>(
     store: &S,
     needs: Vec<Need>,
     deadline: Option<tokio::time::Instant>,
+    max_series: usize,
 ) -> Result<Fetched, EngineError> {
     let reads = needs.iter().map(|need| async move {
         let mut all = Vec::new();
@@ -543,6 +553,10 @@ async fn fetch<S: Store>(
                 });
             }
             warnings.extend(failed);
+            let selected = all.len() + set.series.len();
+            if max_series > 0 && selected > max_series {
+                return Err(too_many_series(&need.selector, selected, max_series));
+            }
             for series in set.series {
                 let mut samples = series.samples(request.start_ms, request.end_ms, mode);
                 let mut raw = RawSeries {

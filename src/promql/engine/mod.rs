@@ -47,6 +47,8 @@ pub struct EngineOptions {
     pub lookback_delta_ms: i64,
     /// Most samples a query may hold at once (`--query.max-samples`).
     pub max_samples: usize,
+    /// Most series one selector may read; 0 = no limit.
+    pub max_series_per_select: usize,
 }
 
 impl Default for EngineOptions {
@@ -54,6 +56,7 @@ impl Default for EngineOptions {
         EngineOptions {
             lookback_delta_ms: 5 * 60_000,
             max_samples: 50_000_000,
+            max_series_per_select: 0,
         }
     }
 }
