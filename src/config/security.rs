@@ -167,22 +167,10 @@ impl ClientAuth {
             .iter()
             .map(|(name, hash)| (name.clone(), hash.clone()))
             .collect();
-        let mut entries = Vec::new();
-        if let Some(path) = &self.basic_users_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            entries.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(str::to_string),
-            );
-        }
-        if let Some(var) = &self.basic_users_env {
-            let text =
-                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?;
-            entries.extend(text.split_whitespace().map(str::to_string));
-        }
+        let entries = entries(
+            self.basic_users_file.as_deref(),
+            self.basic_users_env.as_deref(),
+        )?;
         for entry in entries {
             let (name, hash) = entry
                 .split_once(':')
@@ -198,26 +186,37 @@ impl ClientAuth {
     /// Every token hash, from the config, the file and the variable.
     pub fn tokens(&self) -> Result<Vec<String>, String> {
         let mut tokens = self.bearer_tokens.clone();
-        if let Some(path) = &self.bearer_tokens_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            tokens.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(str::to_string),
-            );
-        }
-        if let Some(var) = &self.bearer_tokens_env {
-            let text =
-                std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?;
-            tokens.extend(text.split_whitespace().map(str::to_string));
-        }
+        tokens.extend(entries(
+            self.bearer_tokens_file.as_deref(),
+            self.bearer_tokens_env.as_deref(),
+        )?);
         for (i, hash) in tokens.iter().enumerate() {
             check_hash(hash).map_err(|e| format!("token {}: {e}", i + 1))?;
         }
         Ok(tokens)
     }
+}
+
+/// Entries from a file (one a line; blank lines and `#` comments skipped) and from an
+/// environment variable (separated by whitespace).
+fn entries(file: Option<&Path>, env: Option<&str>) -> Result<Vec<String>, String> {
+    let mut entries = Vec::new();
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        entries.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    if let Some(var) = env {
+        let text =
+            std::env::var(var).map_err(|_| format!("environment variable {var} is not set"))?;
+        entries.extend(text.split_whitespace().map(str::to_string));
+    }
+    Ok(entries)
 }
 
 /// A hash promgate can check a secret against.
@@ -280,6 +279,35 @@ mod tests {
         };
         assert!(both.header().unwrap_err().contains("one way only"));
         assert!(Authorization::default().header().is_err());
+    }
+
+    #[test]
+    fn users_and_tokens_come_from_config_file_and_variable() {
+        let hash = format!("sha256:{}", "a".repeat(64));
+        let dir = tempfile::tempdir().unwrap();
+        let users = dir.path().join("users");
+        std::fs::write(&users, format!("# ops team\nops:{hash}\n\n")).unwrap();
+        let tokens = dir.path().join("tokens");
+        std::fs::write(&tokens, format!("{hash}\n")).unwrap();
+        let auth = ClientAuth {
+            basic_users: [("grafana".to_string(), hash.clone())].into(),
+            basic_users_file: Some(users),
+            bearer_tokens_file: Some(tokens),
+            bearer_tokens_env: Some("PROMGATE_TEST_NO_SUCH_VARIABLE".into()),
+            ..ClientAuth::default()
+        };
+        let names: Vec<String> = auth.users().unwrap().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["grafana", "ops"]);
+        assert!(
+            auth.tokens()
+                .unwrap_err()
+                .contains("PROMGATE_TEST_NO_SUCH_VARIABLE")
+        );
+        let auth = ClientAuth {
+            bearer_tokens_env: None,
+            ..auth
+        };
+        assert_eq!(auth.tokens().unwrap(), [hash]);
     }
 
     #[test]

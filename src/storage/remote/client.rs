@@ -16,6 +16,7 @@ use super::frame::{FrameDecoder, FrameLimits};
 use super::proto::{ReadRequest, ReadResponse, ResponseType};
 use super::series::RemoteSeries;
 use crate::backend::client::HttpClient;
+use crate::backend::error::error_chain;
 
 /// Content type of a STREAMED_XOR_CHUNKS answer (before any parameters).
 const STREAMED_CONTENT_TYPE: &str = "application/x-streamed-protobuf";
@@ -240,17 +241,6 @@ async fn collect_limited(
         }
     }
     Ok(Some(out))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The series of one answer, with the index of the query each belongs to.
