@@ -114,6 +114,8 @@ pub struct PrometheusOptions {
     /// `basic_auth_users`). With one, readiness is that the listener answers plain HTTP at
     /// all (400 from a TLS listener, 401 behind basic auth); the caller checks the rest.
     pub web_config: Option<String>,
+    /// Further command-line flags (`--enable-feature=...`).
+    pub flags: Vec<String>,
 }
 
 impl PrometheusOptions {
@@ -258,6 +260,7 @@ impl PrometheusServer {
             command.arg(format!("--web.config.file={}", path.display()));
         }
         let child = command
+            .args(&opts.flags)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", data_dir.display()))
             .arg("--storage.tsdb.retention.time=3650d")

@@ -63,6 +63,12 @@ pub(super) fn aggregate(
             };
             select_k(&input, &group_of, groups.len(), k, &op)?
         }
+        "limit_ratio" => {
+            let Param::Scalar(r) = &param else {
+                return Err(EngineError::BadData("limit_ratio needs a parameter".into()));
+            };
+            limit_ratio(ev, &input, r)?
+        }
         "count_values" => {
             let Param::Label(label) = &param else {
                 return Err(EngineError::BadData("count_values needs a label".into()));
@@ -308,6 +314,69 @@ fn select_k(
     }
     out.drop_empty();
     Ok(out)
+}
+
+/// `limit_ratio(r, v)`: a deterministic sample of the series, the same for the same labels
+/// at every step and the one Prometheus takes: a series' offset is a hash of its labels
+/// scaled to [0, 1] (`sample_offset`); `r >= 0` keeps offsets below `r`, `r < 0` those at
+/// or above `1 + r`, so `limit_ratio(r)` and `limit_ratio(-(1 - r))` split the series
+/// between them. `r` outside [-1, 1] is capped, with Prometheus's warning.
+fn limit_ratio(
+    ev: &mut Evaluator<'_>,
+    input: &StepVector,
+    ratios: &[f64],
+) -> Result<StepVector, EngineError> {
+    let offsets: Vec<f64> = input.labels.iter().map(sample_offset).collect();
+    let mut out = StepVector::new(input.n);
+    let mut ids: Vec<Option<usize>> = vec![None; input.len()];
+    for (i, &r) in ratios.iter().enumerate().take(input.n) {
+        if !(0..input.len()).any(|s| input.get(s, i).is_some()) {
+            continue;
+        }
+        if r.is_nan() {
+            return Err(EngineError::Execution(format!("Ratio value {r} is NaN")));
+        }
+        let capped = r.clamp(-1.0, 1.0);
+        if capped != r {
+            let warning = format!(
+                "PromQL warning: ratio value should be between -1 and 1, got {}, capping to {}",
+                super::functions::go_float(r),
+                super::functions::go_float(capped)
+            );
+            if !ev.warnings.contains(&warning) {
+                ev.warnings.push(warning);
+            }
+        }
+        for (s, &offset) in offsets.iter().enumerate() {
+            let keep =
+                (capped >= 0.0 && offset < capped) || (capped < 0.0 && offset >= 1.0 + capped);
+            if let (true, Some(v)) = (keep, input.get(s, i)) {
+                let id = *ids[s].get_or_insert_with(|| out.push_empty(input.labels[s].clone()));
+                out.set(id, i, v);
+            }
+        }
+    }
+    out.drop_empty();
+    Ok(out)
+}
+
+/// Where a series falls in [0, 1] for `limit_ratio`: the hash Prometheus's label sets
+/// have in its release builds (labels stored as one string, each name and value preceded by
+/// its length as a uvarint), over `float64(MaxUint64)`.
+fn sample_offset(labels: &Labels) -> f64 {
+    let mut bytes = Vec::with_capacity(labels.iter().map(|(n, v)| n.len() + v.len() + 4).sum());
+    for (name, value) in labels.iter() {
+        for text in [name, value] {
+            let mut len = text.len();
+            while len >= 0x80 {
+                bytes.push((len as u8 & 0x7f) | 0x80);
+                len >>= 7;
+            }
+            bytes.push(len as u8);
+            bytes.extend_from_slice(text.as_bytes());
+        }
+    }
+    xxhash_rust::xxh64::xxh64(&bytes, 0) as f64 / u64::MAX as f64
 }
 
 /// The k series `topk`/`bottomk` keep, chosen as Prometheus chooses them: a binary heap of

@@ -323,7 +323,7 @@ pub(super) fn quantile_warning(ev: &mut Evaluator<'_>, q: &[f64]) {
 }
 
 /// A float as Go's `%v` prints it in messages.
-fn go_float(v: f64) -> String {
+pub(super) fn go_float(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
