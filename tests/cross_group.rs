@@ -22,14 +22,15 @@ struct Fixture {
 fn fixture() -> Fixture {
     let bin = PrometheusBinary::v3().expect("Prometheus 3.5 (bash .ci/run installs it)");
     let spec = SynthSpec::hours_until(promgate::time::now_ms() - 10 * 60_000, 3);
+    // Experimental functions on everywhere, so that a query sent to a backend would be
+    // answered, not refused, if promgate sent it there.
+    let experimental = || PrometheusOptions {
+        flags: vec!["--enable-feature=promql-experimental-functions".to_string()],
+        ..PrometheusOptions::default()
+    };
     let start = |labels: &[(&str, &str)], spec: &SynthSpec| {
-        PrometheusServer::start(
-            &bin,
-            PrometheusOptions::default()
-                .labels(labels)
-                .data(openmetrics(spec)),
-        )
-        .unwrap()
+        PrometheusServer::start(&bin, experimental().labels(labels).data(openmetrics(spec)))
+            .unwrap()
     };
     // Replica b (asked first) misses 40 minutes that replica a has.
     let gappy = spec
@@ -42,7 +43,7 @@ fn fixture() -> Fixture {
     ];
     let reference = PrometheusServer::start(
         &bin,
-        PrometheusOptions::default()
+        experimental()
             .data(openmetrics(&spec.clone().extra_label("cluster", "eu1")))
             .data(openmetrics(&spec.clone().extra_label("cluster", "us1"))),
     )
@@ -91,6 +92,10 @@ fn queries_that_keep_data_centres_apart_equal_one_prometheus_with_all_data() {
         "histogram_quantile(0.5, sum by (cluster, le) (rate(demo_request_duration_seconds_bucket[5m])))",
         "demo_temperature_celsius / on (cluster, instance) group_left sum by (cluster, instance) (rate(demo_requests_total[5m]))",
         "max_over_time(demo_temperature_celsius{cluster=~\"eu1|us1\"}[30m])",
+        // Samples by a hash of all labels, the external ones included.
+        "limit_ratio(0.5, demo_request_duration_seconds_bucket{cluster=\"us1\"})",
+        "limit_ratio by (cluster) (-0.5, rate(demo_request_duration_seconds_bucket[5m]))",
+        "count by (cluster) (limit_ratio(0.3, demo_request_duration_seconds_bucket))",
     ] {
         let keep_order = q.starts_with("sort");
         let instant = format!("/api/v1/query?query={}&time={t}", enc(q));

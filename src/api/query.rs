@@ -199,8 +199,15 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
             .any(|b| !b.evaluates_like_promgate())
     });
     let raw = raw_store_relevant(&topology, &expr, range, lookback_ms);
+    // A sample by label hash (`limit_ratio`) must see the external labels the backends do
+    // not hold.
+    let hashed = crate::promql::hashes_labels(&expr)
+        && plan
+            .queries
+            .iter()
+            .any(|q| !groups[q.group].labels.is_empty());
     // An aggregation that decomposes goes to each group as a partial aggregation.
-    if across && !older && !raw && unknown.is_empty() {
+    if across && !older && !raw && !hashed && unknown.is_empty() {
         if let Some(pushdown) = crate::promql::pushdown::plan_pushdown(&expr, &labels) {
             if let Some(answer) = super::pushdown::answer(
                 params,
@@ -218,7 +225,7 @@ async fn run(app: &App, params: &Params, range: Range) -> Result<Reply, ApiError
             }
         }
     }
-    if across || older || raw {
+    if across || older || raw || hashed {
         // What the engine cannot evaluate yet goes the per-group way below.
         if let Some(answer) =
             super::evaluate::evaluate(app, params, &expr, range.into(), &budget).await

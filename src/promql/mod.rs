@@ -23,8 +23,47 @@ pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, String> {
     })
 }
 
+/// Whether the answer depends on a hash of every label of a series (`limit_ratio` samples
+/// by it): a server that does not see the external labels picks other series than one that
+/// holds them as ordinary labels, so such a query is evaluated by promgate.
+pub fn hashes_labels(expr: &promql_parser::parser::Expr) -> bool {
+    use promql_parser::parser::Expr;
+    match expr {
+        Expr::Aggregate(a) => {
+            a.op.to_string() == "limit_ratio"
+                || hashes_labels(&a.expr)
+                || a.param.as_deref().is_some_and(hashes_labels)
+        }
+        Expr::Unary(u) => hashes_labels(&u.expr),
+        Expr::Binary(b) => hashes_labels(&b.lhs) || hashes_labels(&b.rhs),
+        Expr::Paren(p) => hashes_labels(&p.expr),
+        Expr::Subquery(s) => hashes_labels(&s.expr),
+        Expr::Call(c) => c.args.args.iter().any(|a| hashes_labels(a)),
+        Expr::NumberLiteral(_)
+        | Expr::StringLiteral(_)
+        | Expr::VectorSelector(_)
+        | Expr::MatrixSelector(_)
+        | Expr::Extension(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn limit_ratio_anywhere_hashes_labels() {
+        for (query, expected) in [
+            ("limit_ratio(0.5, up)", true),
+            ("sum(limit_ratio by (job) (0.1, rate(x[5m])))", true),
+            ("max_over_time(limit_ratio(0.5, up)[5m:])", true),
+            ("1 + -limit_ratio(0.5, up)", true),
+            ("limitk(2, up)", false),
+            ("sum(rate(x[5m])) / 2", false),
+        ] {
+            let expr = super::parse(query).unwrap();
+            assert_eq!(super::hashes_labels(&expr), expected, "{query}");
+        }
+    }
+
     #[test]
     fn a_panic_inside_the_parser_is_a_parse_error() {
         assert!(super::parse("rate(up[14444444444444444444440])").is_err());
