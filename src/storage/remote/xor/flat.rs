@@ -80,16 +80,46 @@ fn padded<const N: usize, const M: usize>(
         Some(to) if body.len() <= N => to.copy_from_slice(body),
         _ => return false,
     }
-    run(&buf, st, ts, vs)
+    let n = ts.len().min(vs.len());
+    let (ts, vs) = (&mut ts[..n], &mut vs[..n]);
+    let mut i = 0;
+    loop {
+        let (at, stop) = steady(&buf, st, ts, vs, i);
+        i = at;
+        match stop {
+            Stop::Done => return true,
+            Stop::Bad => return false,
+            Stop::Run(k) => {
+                let k = k.min(n - i);
+                let (ts, vs) = (&mut ts[i..i + k], &mut vs[i..i + k]);
+                st.t = repeat(ts, vs, st.t, st.t_delta, st.v);
+                st.pos += 2 * k;
+                i += k;
+            }
+        }
+    }
 }
 
-#[inline(always)]
-fn run<const N: usize, const M: usize>(
+/// Why `steady` returned.
+enum Stop {
+    /// Every slot is written.
+    Done,
+    /// This many unchanged samples come next (at least one).
+    Run(usize),
+    /// Bit counts that contradict each other.
+    Bad,
+}
+
+/// The hot loop, from slot `i` on, returning where it stopped. Runs are left to the caller,
+/// so that this function calls nothing and keeps all its state in registers.
+#[inline(never)]
+fn steady<const N: usize, const M: usize>(
     buf: &Padded<N, M>,
     st: &mut State,
     ts: &mut [i64],
     vs: &mut [f64],
-) -> bool {
+    mut i: usize,
+) -> (usize, Stop) {
     let State {
         mut pos,
         mut t,
@@ -101,18 +131,15 @@ fn run<const N: usize, const M: usize>(
     let n = ts.len().min(vs.len());
     let (ts, vs) = (&mut ts[..n], &mut vs[..n]);
     let mut sig = 64 - leading - trailing;
-    let mut i = 0;
+    let mut stop = Stop::Done;
     while i < n {
         let w = buf.word(pos);
         if (w as i64) >= 0 {
             // An unchanged interval, the common case.
             if (w << 1) as i64 >= 0 {
                 // And an unchanged value: a run of zero bit pairs, each one sample.
-                let k = ((w.leading_zeros().min(56) / 2) as usize).min(n - i);
-                t = repeat(&mut ts[i..i + k], &mut vs[i..i + k], t, t_delta, v);
-                pos += 2 * k;
-                i += k;
-                continue;
+                stop = Stop::Run((w.leading_zeros().min(56) / 2) as usize);
+                break;
             }
             t = t.wrapping_add(t_delta as i64);
             let hdr = if (w << 2) as i64 >= 0 {
@@ -125,7 +152,8 @@ fn run<const N: usize, const M: usize>(
                     n => n,
                 };
                 if lead + s > 64 {
-                    return false;
+                    stop = Stop::Bad;
+                    break;
                 }
                 trailing = 64 - lead - s;
                 sig = s;
@@ -172,7 +200,8 @@ fn run<const N: usize, const M: usize>(
                         n => n,
                     };
                     if lead + s > 64 {
-                        return false;
+                        stop = Stop::Bad;
+                        break;
                     }
                     trailing = 64 - lead - s;
                     sig = s;
@@ -194,7 +223,7 @@ fn run<const N: usize, const M: usize>(
         leading: 64 - sig - trailing,
         trailing,
     };
-    true
+    (i, stop)
 }
 
 /// Writes a run of samples that keep the interval and the value, returning the last
