@@ -54,6 +54,16 @@ impl<const N: usize, const M: usize> Padded<N, M> {
     fn word64(&self, pos: usize) -> u64 {
         (self.word(pos) >> 32) << 32 | self.word(pos + 32) >> 32
     }
+
+    /// At least `n` real bits from bit `pos` on: one load when `n` fits in 57.
+    #[inline(always)]
+    fn wide(&self, pos: usize, n: usize) -> u64 {
+        if n <= 57 {
+            self.word(pos)
+        } else {
+            self.word64(pos)
+        }
+    }
 }
 
 /// Decodes one regular sample per slot of `ts`/`vs` (equal lengths) from a body of at most
@@ -125,52 +135,73 @@ fn steady<const N: usize, const M: usize>(
         mut t,
         mut v,
         mut t_delta,
-        leading,
-        mut trailing,
+        mut leading,
+        trailing,
     } = *st;
     let n = ts.len().min(vs.len());
     let (ts, vs) = (&mut ts[..n], &mut vs[..n]);
-    let mut sig = 64 - leading - trailing;
+    // The window as the loop uses it: a value's significant bits, top-aligned in a word,
+    // land in place shifted right by `leading` and masked below by `mask`.
+    let mut sig = (64 - leading - trailing) as usize;
+    let mut mask = !0u64 << trailing;
     let mut stop = Stop::Done;
     while i < n {
         let w = buf.word(pos);
-        if (w as i64) >= 0 {
-            // An unchanged interval, the common case.
-            if (w << 1) as i64 >= 0 {
-                // And an unchanged value: a run of zero bit pairs, each one sample.
-                stop = Stop::Run((w.leading_zeros().min(56) / 2) as usize);
+        // The first three bits: `0` for an unchanged interval, then `10` for a value in the
+        // previous window (the most common sample), `11` for a new window, `0` for an
+        // unchanged value.
+        let head = w >> 61;
+        if head == 0b010 {
+            t = t.wrapping_add(t_delta as i64);
+            let top = if sig <= 54 {
+                w << 3
+            } else {
+                buf.wide(pos + 3, sig)
+            };
+            v ^= (top >> leading) & mask;
+            pos += 3 + sig;
+        } else if head == 0b011 {
+            t = t.wrapping_add(t_delta as i64);
+            let lead = ((w >> 56) & 0x1f) as u32;
+            let s = match ((w >> 50) & 0x3f) as usize {
+                0 => 64,
+                n => n,
+            };
+            if lead as usize + s > 64 {
+                stop = Stop::Bad;
                 break;
             }
-            t = t.wrapping_add(t_delta as i64);
-            let hdr = if (w << 2) as i64 >= 0 {
-                // `10`: the value's bits in the previous window.
-                3
+            leading = lead;
+            sig = s;
+            mask = !0u64 << (64 - lead as usize - s);
+            let top = if sig <= 43 {
+                w << 14
             } else {
-                let lead = ((w >> 56) & 0x1f) as u32;
-                let s = match ((w >> 50) & 0x3f) as u32 {
-                    0 => 64,
-                    n => n,
-                };
-                if lead + s > 64 {
-                    stop = Stop::Bad;
-                    break;
-                }
-                trailing = 64 - lead - s;
-                sig = s;
-                14
+                buf.wide(pos + 14, sig)
             };
-            let top = if hdr + sig <= 57 {
-                w << hdr
-            } else {
-                buf.word64(pos + hdr as usize)
-            };
-            v ^= (top >> (64 - sig)) << trailing;
-            pos += (hdr + sig) as usize;
+            v ^= (top >> leading) & mask;
+            pos += 14 + sig;
+        } else if head < 0b010 {
+            // Unchanged interval and value: a run of zero bit pairs, each one sample.
+            stop = Stop::Run((w.leading_zeros().min(56) / 2) as usize);
+            break;
         } else {
-            // A changed interval: the bucket from the first four bits.
-            let vpos = if w >> 60 == 0xf {
+            // A changed interval: the bucket from the first four bits. `vw` is the word at
+            // the value's first bit; after a bucket of at most 24 bits `w` still holds the
+            // 13 bits a value's header can take.
+            let (vw, used) = if w >> 62 == 0b10 {
+                // 14 bits, the usual jitter.
+                let raw = (w << 2) >> 50;
+                let dod = if raw > 1 << 13 {
+                    raw.wrapping_sub(1 << 14)
+                } else {
+                    raw
+                };
+                t_delta = t_delta.wrapping_add(dod);
+                (w << 16, 16)
+            } else if w >> 60 == 0xf {
                 t_delta = t_delta.wrapping_add(buf.word64(pos + 4));
-                pos + 68
+                (buf.word(pos + 68), 68)
             } else {
                 let (ctrl, width) = DOD_CODES[(w >> 60) as usize];
                 // Two shifts so a zero width yields 0 instead of an overlong shift.
@@ -183,32 +214,32 @@ fn steady<const N: usize, const M: usize>(
                     raw
                 };
                 t_delta = t_delta.wrapping_add(dod);
-                pos + (ctrl + width) as usize
+                (w << (ctrl + width), ctrl + width)
             };
+            pos += used as usize;
             t = t.wrapping_add(t_delta as i64);
-            let vw = buf.word(vpos);
-            pos = vpos;
-            if (vw as i64) >= 0 {
+            if vw & 1 << 63 == 0 {
                 pos += 1;
             } else {
-                if (vw << 1) as i64 >= 0 {
+                if vw & 1 << 62 == 0 {
                     pos += 2;
                 } else {
                     let lead = ((vw >> 57) & 0x1f) as u32;
-                    let s = match ((vw >> 51) & 0x3f) as u32 {
+                    let s = match ((vw >> 51) & 0x3f) as usize {
                         0 => 64,
                         n => n,
                     };
-                    if lead + s > 64 {
+                    if lead as usize + s > 64 {
                         stop = Stop::Bad;
                         break;
                     }
-                    trailing = 64 - lead - s;
+                    leading = lead;
                     sig = s;
+                    mask = !0u64 << (64 - lead as usize - s);
                     pos += 13;
                 }
-                v ^= (buf.word64(pos) >> (64 - sig)) << trailing;
-                pos += sig as usize;
+                v ^= (buf.wide(pos, sig) >> leading) & mask;
+                pos += sig;
             }
         }
         ts[i] = t;
@@ -220,8 +251,8 @@ fn steady<const N: usize, const M: usize>(
         t,
         v,
         t_delta,
-        leading: 64 - sig - trailing,
-        trailing,
+        leading,
+        trailing: 64 - leading - sig as u32,
     };
     (i, stop)
 }
