@@ -1,5 +1,6 @@
 //! XOR chunk decoding throughput on 120-sample chunks shaped like real scrapes: 15 s
-//! intervals with a little jitter, a slowly moving gauge and a steadily rising counter.
+//! intervals with a little jitter, a slowly moving gauge, a steadily rising counter and a
+//! gauge that rarely changes (like `up`), mostly runs of unchanged samples.
 
 use criterion::{Criterion, Throughput, black_box, criterion_group, criterion_main};
 use promgate::storage::remote::{encode_xor, xor_samples};
@@ -57,6 +58,19 @@ fn counter_chunks() -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// A gauge that rarely changes, like `up`: runs of unchanged samples, two bits each.
+fn steady_chunks() -> Vec<Vec<u8>> {
+    (0..CHUNKS as u64)
+        .map(|c| {
+            let samples: Vec<(i64, f64)> = timestamps(c)
+                .enumerate()
+                .map(|(i, t)| (t, if (i as u64 + c) % 97 == 0 { 0.0 } else { 1.0 }))
+                .collect();
+            encode_xor(&samples).expect("fits")
+        })
+        .collect()
+}
+
 fn decode_all(chunks: &[Vec<u8>]) -> f64 {
     let mut sum = 0.0;
     for chunk in chunks {
@@ -88,7 +102,11 @@ fn decode_all_into(chunks: &[Vec<u8>], ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("xor_decode");
     group.throughput(Throughput::Elements((SAMPLES_PER_CHUNK * CHUNKS) as u64));
-    for (name, chunks) in [("gauge", gauge_chunks()), ("counter", counter_chunks())] {
+    for (name, chunks) in [
+        ("gauge", gauge_chunks()),
+        ("counter", counter_chunks()),
+        ("steady", steady_chunks()),
+    ] {
         let bytes: usize = chunks.iter().map(Vec::len).sum();
         eprintln!(
             "{name}: {:.2} bytes/sample",

@@ -13,9 +13,10 @@
 //! (capped at 31) + 6 bits of significant-bit count (0 meaning 64) + those bits.
 //!
 //! The decoder is a lazy iterator over the borrowed chunk bytes (no allocation), which can
-//! also decode the rest of a chunk into flat timestamp and value vectors in one tight loop;
-//! both give a typed error instead of a panic when the bytes end early or contradict
-//! themselves.
+//! also decode the rest of a chunk into flat timestamp and value vectors in one tight loop
+//! (`flat`: from a zero-padded copy of the chunk, falling back to the iterator's own steps
+//! for long, truncated or corrupt chunks); both give a typed error instead of a panic when
+//! the bytes end early or contradict themselves.
 
 /// Why a chunk could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +67,18 @@ impl<'a> BitReader<'a> {
             buf: 0,
             avail: 0,
         }
+    }
+
+    /// A reader positioned `pos` bits into `data` (at most its length in bits).
+    fn at(data: &'a [u8], pos: usize) -> Self {
+        let mut r = BitReader::new(data);
+        r.next = (pos >> 3).min(data.len());
+        let skip = (pos & 7) as u32;
+        if skip > 0 {
+            r.refill();
+            r.consume(skip.min(r.avail));
+        }
+        r
     }
 
     /// Tops `buf` up to at least 56 counted bits, or to everything left near the end.
@@ -389,21 +402,51 @@ impl XorIter<'_> {
 
     /// Decodes into the slices, exactly one sample per slot; `read` counts the samples done.
     fn fill(&mut self, ts: &mut [i64], vs: &mut [f64]) -> Result<(), Fault> {
-        let mut slots = ts.iter_mut().zip(vs.iter_mut());
-        // The first two samples have their own encodings; the loop below is the steady state.
-        while self.read < 2 {
-            let Some((t, v)) = slots.next() else {
-                return Ok(());
-            };
+        let n = ts.len().min(vs.len());
+        let (ts, vs) = (&mut ts[..n], &mut vs[..n]);
+        let mut skip = 0;
+        // The first two samples have their own encodings; the rest is the steady state.
+        while self.read < 2 && skip < n {
             self.step()?;
             self.read += 1;
-            *t = self.d.t;
-            *v = f64::from_bits(self.d.v);
+            ts[skip] = self.d.t;
+            vs[skip] = f64::from_bits(self.d.v);
+            skip += 1;
         }
-        let mut d = self.d;
+        let (ts, vs) = (&mut ts[skip..], &mut vs[skip..]);
+        if ts.is_empty() {
+            return Ok(());
+        }
+        let d = self.d;
+        if d.r.data.len() <= flat::MAX_BODY {
+            let mut st = flat::State {
+                pos: 8 * d.r.next - d.r.avail as usize,
+                t: d.t,
+                v: d.v,
+                t_delta: d.t_delta,
+                leading: d.leading.into(),
+                trailing: d.trailing.into(),
+            };
+            if flat::fill(d.r.data, &mut st, ts, vs) {
+                // The slots number at most the u16 sample count.
+                self.read += ts.len() as u16;
+                self.d = Decoder {
+                    r: BitReader::at(d.r.data, st.pos),
+                    t: st.t,
+                    v: st.v,
+                    t_delta: st.t_delta,
+                    leading: st.leading as u8,
+                    trailing: st.trailing as u8,
+                };
+                return Ok(());
+            }
+        }
+        // Too long for the fast path, or truncated or corrupt: the reference way, which also
+        // names the exact error.
+        let mut d = d;
         let mut done = 0u16;
         let mut result = Ok(());
-        for (t, v) in slots {
+        for (t, v) in ts.iter_mut().zip(vs.iter_mut()) {
             if let Err(f) = d.regular() {
                 result = Err(f);
                 break;
@@ -641,6 +684,8 @@ pub fn encode_xor(samples: &[(i64, f64)]) -> Result<Vec<u8>, ChunkFull> {
     }
     Ok(enc.into_bytes())
 }
+
+mod flat;
 
 #[cfg(test)]
 pub(crate) mod tests;

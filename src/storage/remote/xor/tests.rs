@@ -326,3 +326,273 @@ fn corrupt_and_truncated_chunks_are_errors_in_both_decoders() {
         assert_eq!(iter, flat, "corrupt chunk {bad:02x?}");
     }
 }
+
+/// A decoder written straight from the format, one bit at a time, to hold the fast paths to:
+/// the samples, or None where the chunk is truncated or contradicts itself.
+fn reference_decode(chunk: &[u8]) -> Option<Vec<(i64, u64)>> {
+    struct Bits<'a> {
+        data: &'a [u8],
+        pos: usize,
+    }
+    impl Bits<'_> {
+        fn bit(&mut self) -> Option<u64> {
+            let byte = *self.data.get(self.pos / 8)?;
+            let bit = (byte >> (7 - self.pos % 8)) & 1;
+            self.pos += 1;
+            Some(u64::from(bit))
+        }
+        fn bits(&mut self, n: u32) -> Option<u64> {
+            let mut x = 0u64;
+            for _ in 0..n {
+                x = x << 1 | self.bit()?;
+            }
+            Some(x)
+        }
+        fn uvarint(&mut self) -> Option<u64> {
+            let mut x = 0u64;
+            for i in 0..10 {
+                let b = self.bits(8)?;
+                if i == 9 && b > 1 {
+                    return None;
+                }
+                x |= (b & 0x7f) << (7 * i);
+                if b < 0x80 {
+                    return Some(x);
+                }
+            }
+            None
+        }
+    }
+    let (head, body) = chunk.split_at_checked(2)?;
+    let total = u16::from_be_bytes([head[0], head[1]]);
+    let mut r = Bits { data: body, pos: 0 };
+    let (mut t, mut v, mut delta) = (0i64, 0u64, 0u64);
+    let (mut leading, mut trailing) = (0u32, 0u32);
+    let mut out = Vec::new();
+    for i in 0..total {
+        if i == 0 {
+            let u = r.uvarint()?;
+            t = ((u >> 1) as i64) ^ -((u & 1) as i64);
+            v = r.bits(64)?;
+            out.push((t, v));
+            continue;
+        }
+        if i == 1 {
+            delta = r.uvarint()?;
+        } else {
+            let mut ones = 0;
+            while ones < 4 && r.bit()? == 1 {
+                ones += 1;
+            }
+            let width = [0, 14, 17, 20, 64][ones];
+            let dod = match width {
+                0 => 0,
+                64 => r.bits(64)?,
+                w => {
+                    let raw = r.bits(w)?;
+                    if raw > 1 << (w - 1) {
+                        raw.wrapping_sub(1 << w)
+                    } else {
+                        raw
+                    }
+                }
+            };
+            delta = delta.wrapping_add(dod);
+        }
+        t = t.wrapping_add(delta as i64);
+        if r.bit()? == 1 {
+            if r.bit()? == 1 {
+                leading = r.bits(5)? as u32;
+                let significant = match r.bits(6)? as u32 {
+                    0 => 64,
+                    n => n,
+                };
+                if leading + significant > 64 {
+                    return None;
+                }
+                trailing = 64 - leading - significant;
+            }
+            v ^= r.bits(64 - leading - trailing)? << trailing;
+        }
+        out.push((t, v));
+    }
+    Some(out)
+}
+
+/// Holds both decoders to the reference on one chunk: the same samples, and an error exactly
+/// where the reference finds the chunk bad.
+fn check_against_reference(chunk: &[u8]) {
+    let want = reference_decode(chunk);
+    let (iter, flat) = decode_both(chunk);
+    match want {
+        Some(want) => {
+            assert_eq!(flat, Ok(want.clone()), "decode_into, chunk {chunk:02x?}");
+            assert_eq!(iter, Ok(want), "iterator, chunk {chunk:02x?}");
+        }
+        None => {
+            assert!(
+                flat.is_err(),
+                "decode_into accepted a bad chunk {chunk:02x?}"
+            );
+            assert_eq!(iter, flat, "chunk {chunk:02x?}");
+        }
+    }
+}
+
+/// Series meant to cross every path of the one-go decoder: runs of unchanged samples of
+/// every length, window reuse, new windows, 64 significant bits, every delta of deltas
+/// bucket and the 64-bit escape.
+fn random_shaped_series(rng: &mut XorShift) -> Vec<(i64, f64)> {
+    let n = match rng.below(4) {
+        0 => rng.below(4) as usize,
+        1 => rng.below(130) as usize,
+        2 => 120,
+        _ => rng.below(1200) as usize,
+    };
+    let mut t = rng.next_u64() as i64 >> rng.below(64);
+    let mut delta = 15_000i64;
+    let mut v = (rng.below(1000) as f64) * 0.25;
+    let mut run = 0u64;
+    (0..n)
+        .map(|_| {
+            if run > 0 {
+                run -= 1;
+            } else {
+                match rng.below(6) {
+                    0 => run = rng.below(80),
+                    1 => delta = delta.wrapping_add(random_dod(rng)),
+                    2 => v = random_value(rng, v),
+                    3 => v = f64::from_bits(rng.next_u64()),
+                    _ => v += rng.below(50) as f64 * 0.5,
+                }
+            }
+            t = t.wrapping_add(delta);
+            (t, v)
+        })
+        .collect()
+}
+
+#[test]
+fn decoders_agree_with_a_bit_by_bit_reference_on_random_chunks() {
+    let mut rng = XorShift(0x0123_4567_89ab_cdef);
+    for round in 0..1500 {
+        let chunk = encode_xor(&random_shaped_series(&mut rng)).expect("fits");
+        check_against_reference(&chunk);
+        // A few truncations, a few flipped bits, a raised count.
+        for _ in 0..4 {
+            let cut = rng.below(chunk.len() as u64 + 1) as usize;
+            check_against_reference(&chunk[..cut]);
+        }
+        let mut bad = chunk.clone();
+        if bad.len() > 2 {
+            for _ in 0..=rng.below(3) {
+                let i = 2 + rng.below(bad.len() as u64 - 2) as usize;
+                bad[i] ^= 1 << rng.below(8);
+            }
+            check_against_reference(&bad);
+        }
+        if round % 4 == 0 && chunk.len() >= 2 {
+            let mut more = chunk.clone();
+            let count =
+                u16::from_be_bytes([more[0], more[1]]).saturating_add(1 + rng.below(40) as u16);
+            more[..2].copy_from_slice(&count.to_be_bytes());
+            check_against_reference(&more);
+            more.extend((0..rng.below(12)).map(|_| rng.next_u64() as u8));
+            check_against_reference(&more);
+        }
+    }
+}
+
+#[test]
+fn unchanged_runs_up_to_the_last_bit_and_cut_inside() {
+    for n in [3usize, 4, 5, 28, 29, 30, 57, 120, 500] {
+        let samples: Vec<(i64, f64)> = (0..n as i64).map(|i| (i * 15_000, 1.0)).collect();
+        let chunk = encode_xor(&samples).expect("fits");
+        check_against_reference(&chunk);
+        for cut in 0..chunk.len() {
+            check_against_reference(&chunk[..cut]);
+        }
+        // The last byte's padding bits hold room for one more unchanged sample: a count one
+        // too high must not be satisfied by them, nor by bits past the end.
+        let mut more = chunk.clone();
+        more[..2].copy_from_slice(&(n as u16 + 1).to_be_bytes());
+        check_against_reference(&more);
+    }
+}
+
+#[test]
+fn chunks_of_zero_to_three_samples_decode_into() {
+    let all = [(1000i64, 1.5), (16_000, 1.5), (31_000, 2.5)];
+    for n in 0..=all.len() {
+        let chunk = encode_xor(&all[..n]).expect("fits");
+        check_against_reference(&chunk);
+        let (_, flat) = decode_both(&chunk);
+        let want: Vec<(i64, u64)> = all[..n].iter().map(|&(t, v)| (t, v.to_bits())).collect();
+        assert_eq!(flat, Ok(want));
+    }
+}
+
+#[test]
+fn sixty_four_bit_delta_of_deltas_decodes_into() {
+    let samples = [
+        (0i64, 1.0),
+        (15_000, 1.0),
+        (30_000, 1.0),
+        (i64::MAX - 7, 1.0),
+        (i64::MIN + 3, 2.0),
+        (-1, 2.0),
+        (1 << 40, 3.0),
+        ((1 << 40) + 15_000, 3.0),
+    ];
+    let chunk = encode_xor(&samples).expect("fits");
+    let want: Vec<(i64, u64)> = samples.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+    assert_eq!(decode_both(&chunk).1, Ok(want));
+    check_against_reference(&chunk);
+    for cut in 0..chunk.len() {
+        check_against_reference(&chunk[..cut]);
+    }
+}
+
+#[test]
+fn a_window_of_sixty_four_significant_bits_decodes_into() {
+    // Each XOR below has its top and bottom bits set: a new window of 64 significant bits
+    // (written as 0), then values that reuse it.
+    let bits = [
+        0u64,
+        0x8000_0000_0000_0001,
+        0,
+        0xffff_ffff_ffff_ffff,
+        0x7fff_ffff_ffff_fffe,
+        0x8000_0000_0000_0001,
+    ];
+    let samples: Vec<(i64, f64)> = bits
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| (i as i64 * 15_000, f64::from_bits(b)))
+        .collect();
+    let chunk = encode_xor(&samples).expect("fits");
+    let want: Vec<(i64, u64)> = bits
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| (i as i64 * 15_000, b))
+        .collect();
+    assert_eq!(decode_both(&chunk).1, Ok(want));
+    for cut in 0..chunk.len() {
+        check_against_reference(&chunk[..cut]);
+    }
+}
+
+#[test]
+fn long_chunks_beyond_the_padded_buffers_decode_into() {
+    let mut rng = XorShift(99);
+    // Random bits cost about 80 bits a sample: bodies of about 1, 2, 8 and 20 KiB.
+    for n in [100usize, 200, 800, 2000] {
+        let samples: Vec<(i64, f64)> = (0..n as i64)
+            .map(|i| (i * 15_000, f64::from_bits(rng.next_u64())))
+            .collect();
+        let chunk = encode_xor(&samples).expect("fits");
+        check_against_reference(&chunk);
+        let cut = chunk.len() - 1 - rng.below(chunk.len() as u64 / 2) as usize;
+        check_against_reference(&chunk[..cut]);
+    }
+}
