@@ -480,7 +480,7 @@ fn bucket_location(
         None => from_env(&bucket.access_key_env)?,
     };
     let secret_key = match &bucket.secret_key {
-        Some(k) => Some(k.clone()),
+        Some(k) => Some(k.expose().to_string()),
         None => from_env(&bucket.secret_key_env)?,
     };
     Ok(S3Location {

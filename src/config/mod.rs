@@ -206,9 +206,9 @@ pub struct BackendConfig {
     pub credentials: Option<Secret>,
 }
 
-/// `[backend.bucket]`: an S3 bucket (AWS or any S3-compatible server). Its `Debug` leaves
-/// the secret key out.
-#[derive(Clone, PartialEq, Deserialize, Serialize)]
+/// `[backend.bucket]`: an S3 bucket (AWS or any S3-compatible server). The secret key is a
+/// [`Secret`]: never shown.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BucketConfig {
     /// `https://s3.eu-west-1.amazonaws.com`, `http://127.0.0.1:9000`.
@@ -225,33 +225,14 @@ pub struct BucketConfig {
     pub path_style: bool,
     #[serde(default)]
     pub access_key: Option<String>,
-    #[serde(default, serialize_with = "redacted")]
-    pub secret_key: Option<String>,
+    #[serde(default)]
+    pub secret_key: Option<Secret>,
     /// Names of environment variables holding the keys; without keys or these,
     /// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are used.
     #[serde(default)]
     pub access_key_env: Option<String>,
     #[serde(default)]
     pub secret_key_env: Option<String>,
-}
-
-impl fmt::Debug for BucketConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BucketConfig")
-            .field("endpoint", &self.endpoint)
-            .field("bucket", &self.bucket)
-            .field("prefix", &self.prefix)
-            .field("region", &self.region)
-            .field("path_style", &self.path_style)
-            .field("access_key", &self.access_key)
-            .field(
-                "secret_key",
-                &self.secret_key.as_ref().map(|_| "<redacted>"),
-            )
-            .field("access_key_env", &self.access_key_env)
-            .field("secret_key_env", &self.secret_key_env)
-            .finish()
-    }
 }
 
 fn default_region() -> String {
@@ -386,13 +367,6 @@ impl Serialize for PromDuration {
 impl Serialize for ByteSize {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(self.0)
-    }
-}
-
-fn redacted<S: Serializer>(secret: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    match secret {
-        Some(_) => s.serialize_some("<secret>"),
-        None => s.serialize_none(),
     }
 }
 
