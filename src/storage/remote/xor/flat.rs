@@ -162,18 +162,11 @@ fn steady<const N: usize, const M: usize>(
             pos += 3 + sig;
         } else if head == 0b011 {
             t = t.wrapping_add(t_delta as i64);
-            let lead = ((w >> 56) & 0x1f) as u32;
-            let s = match ((w >> 50) & 0x3f) as usize {
-                0 => 64,
-                n => n,
-            };
-            if lead as usize + s > 64 {
+            let Some((lead, s, m)) = new_window(w << 1) else {
                 stop = Stop::Bad;
                 break;
-            }
-            leading = lead;
-            sig = s;
-            mask = !0u64 << (64 - lead as usize - s);
+            };
+            (leading, sig, mask) = (lead, s, m);
             let top = if sig <= 43 {
                 w << 14
             } else {
@@ -224,18 +217,11 @@ fn steady<const N: usize, const M: usize>(
                 if vw & 1 << 62 == 0 {
                     pos += 2;
                 } else {
-                    let lead = ((vw >> 57) & 0x1f) as u32;
-                    let s = match ((vw >> 51) & 0x3f) as usize {
-                        0 => 64,
-                        n => n,
-                    };
-                    if lead as usize + s > 64 {
+                    let Some((lead, s, m)) = new_window(vw) else {
                         stop = Stop::Bad;
                         break;
-                    }
-                    leading = lead;
-                    sig = s;
-                    mask = !0u64 << (64 - lead as usize - s);
+                    };
+                    (leading, sig, mask) = (lead, s, m);
                     pos += 13;
                 }
                 v ^= (buf.wide(pos, sig) >> leading) & mask;
@@ -267,4 +253,17 @@ fn repeat(ts: &mut [i64], vs: &mut [f64], mut t: i64, t_delta: u64, v: u64) -> i
         *vs = f64::from_bits(v);
     }
     t
+}
+
+/// A new value window from the word whose top bits are its `11` prefix: the leading zeros
+/// (5 bits), the significant bits (6 bits, 0 meaning 64) and the mask over them; None when
+/// the two add up to more than 64 bits.
+#[inline(always)]
+fn new_window(word: u64) -> Option<(u32, usize, u64)> {
+    let lead = ((word >> 57) & 0x1f) as u32;
+    let sig = match ((word >> 51) & 0x3f) as usize {
+        0 => 64,
+        n => n,
+    };
+    (lead as usize + sig <= 64).then(|| (lead, sig, !0u64 << (64 - lead as usize - sig)))
 }
