@@ -169,6 +169,40 @@ impl StoreSeries {
     }
 }
 
+impl StoreSeries {
+    /// Appends what [`samples`](Self::samples) yields to `ts` and `vs`. A series one backend
+    /// alone answered (the usual case) is decoded whole chunks at a time; merged and
+    /// deduplicated ones sample by sample. On error both keep their old lengths.
+    pub fn decode_into(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        mode: DedupMode,
+        ts: &mut Vec<i64>,
+        vs: &mut Vec<f64>,
+    ) -> Result<(), ChunkError> {
+        if let [replica] = self.replicas.as_slice() {
+            if let [one] = replica.as_slice() {
+                return one.decode_into(start_ms, end_ms, ts, vs);
+            }
+        }
+        let (old_t, old_v) = (ts.len(), vs.len());
+        let mut samples = self.samples(start_ms, end_ms, mode);
+        for (t, v) in samples.by_ref() {
+            ts.push(t);
+            vs.push(v);
+        }
+        match samples.error() {
+            Some(e) => {
+                ts.truncate(old_t);
+                vs.truncate(old_v);
+                Err(e.clone())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 /// One replica's samples: its one answer, or its answers merged.
 fn source<'a>(
     answers: &'a [Arc<RemoteSeries>],

@@ -111,49 +111,113 @@ pub(super) fn aggregate(
 /// into one accumulator per group and step: no per-step gathering of values. Values are
 /// folded in series order, the order Prometheus folds them in, so sums round the same way.
 fn streaming(input: &StepVector, group_of: &[usize], groups: &[Labels], op: &str) -> StepVector {
-    let n = input.n;
-    let mut out = StepVector::new(n);
+    let mut out = StepVector::new(input.n);
     for g in groups {
         out.push_empty(g.clone());
     }
-    let mut compensation = vec![0.0; groups.len() * n];
+    match op {
+        "sum" => {
+            let mut compensation = vec![0.0; out.values.len()];
+            fold_rows(
+                input,
+                group_of,
+                &mut out,
+                &mut compensation,
+                |v| v,
+                kahan_step,
+            );
+            for (a, c) in out.values.iter_mut().zip(&compensation) {
+                *a += c;
+            }
+        }
+        "count" => fold_rows(
+            input,
+            group_of,
+            &mut out,
+            &mut [],
+            |_| 1.0,
+            |a, _, _| *a += 1.0,
+        ),
+        "group" => fold_rows(input, group_of, &mut out, &mut [], |_| 1.0, |_, _, _| {}),
+        "min" => fold_rows(
+            input,
+            group_of,
+            &mut out,
+            &mut [],
+            |v| v,
+            |a, _, v| {
+                if v < *a || a.is_nan() {
+                    *a = v;
+                }
+            },
+        ),
+        "max" => fold_rows(
+            input,
+            group_of,
+            &mut out,
+            &mut [],
+            |v| v,
+            |a, _, v| {
+                if v > *a || a.is_nan() {
+                    *a = v;
+                }
+            },
+        ),
+        _ => {}
+    }
+    out.drop_empty();
+    out
+}
+
+/// One Kahan–Neumaier step into an accumulator and its compensation.
+#[inline(always)]
+fn kahan_step(acc: &mut f64, comp: &mut f64, v: f64) {
+    (*acc, *comp) = kahan_inc(v, *acc, *comp);
+}
+
+/// Folds every input row into its group's row of `out`: a step's first value through
+/// `first`, the later ones through `step(acc, compensation, value)`. `compensation` is
+/// `out`'s size, or empty when the fold needs none.
+#[inline(always)]
+fn fold_rows(
+    input: &StepVector,
+    group_of: &[usize],
+    out: &mut StepVector,
+    compensation: &mut [f64],
+    first: impl Fn(f64) -> f64,
+    step: impl Fn(&mut f64, &mut f64, f64),
+) {
+    let n = input.n;
+    let mut unused = 0.0;
     for (s, &g) in group_of.iter().enumerate() {
-        let (values, present) = (
-            &input.values[s * n..(s + 1) * n],
-            &input.present[s * n..(s + 1) * n],
-        );
-        let acc = &mut out.values[g * n..(g + 1) * n];
-        let seen = &mut out.present[g * n..(g + 1) * n];
-        let comp = &mut compensation[g * n..(g + 1) * n];
-        for i in 0..n {
+        let rows = s * n..(s + 1) * n;
+        let (values, present) = (&input.values[rows.clone()], &input.present[rows]);
+        let row = g * n..(g + 1) * n;
+        let acc = &mut out.values[row.clone()];
+        let seen = &mut out.present[row.clone()];
+        let mut comp = compensation.get_mut(row);
+        for i in 0..n
+            .min(values.len())
+            .min(present.len())
+            .min(acc.len())
+            .min(seen.len())
+        {
             if !present[i] {
                 continue;
             }
             let v = values[i];
             if !seen[i] {
                 seen[i] = true;
-                acc[i] = match op {
-                    "count" | "group" => 1.0,
-                    _ => v,
-                };
+                acc[i] = first(v);
                 continue;
             }
-            match op {
-                "sum" => (acc[i], comp[i]) = kahan_inc(v, acc[i], comp[i]),
-                "count" => acc[i] += 1.0,
-                "min" if v < acc[i] || acc[i].is_nan() => acc[i] = v,
-                "max" if v > acc[i] || acc[i].is_nan() => acc[i] = v,
-                _ => {}
-            }
+            let c = match comp.as_deref_mut() {
+                Some(c) => &mut c[i],
+                None => &mut unused,
+            };
+            step(&mut acc[i], c, v);
         }
     }
-    if op == "sum" {
-        for (a, c) in out.values.iter_mut().zip(&compensation) {
-            *a += c;
-        }
-    }
-    out.drop_empty();
-    out
 }
 
 enum Param {

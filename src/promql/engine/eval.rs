@@ -83,6 +83,25 @@ pub(super) struct RawSeries {
     pub vs: Vec<f64>,
 }
 
+impl RawSeries {
+    /// Drops staleness markers, which range selectors never see.
+    fn drop_stale(&mut self) {
+        let Some(first) = self.vs.iter().position(|v| is_stale(*v)) else {
+            return;
+        };
+        let mut kept = first;
+        for i in first..self.ts.len().min(self.vs.len()) {
+            if !is_stale(self.vs[i]) {
+                self.ts[kept] = self.ts[i];
+                self.vs[kept] = self.vs[i];
+                kept += 1;
+            }
+        }
+        self.ts.truncate(kept);
+        self.vs.truncate(kept);
+    }
+}
+
 /// Values of several series at every step of a grid.
 #[derive(Debug, Clone, Default)]
 pub(super) struct StepVector {
@@ -558,20 +577,21 @@ async fn fetch<S: Store>(
                 return Err(too_many_series(&need.selector, selected, max_series));
             }
             for series in set.series {
-                let mut samples = series.samples(request.start_ms, request.end_ms, mode);
                 let mut raw = RawSeries {
                     labels: series.labels.clone(),
                     ..RawSeries::default()
                 };
-                for (t, v) in samples.by_ref() {
-                    if need.range && is_stale(v) {
-                        continue;
-                    }
-                    raw.ts.push(t);
-                    raw.vs.push(v);
-                }
-                if let Some(e) = samples.error() {
-                    return Err(EngineError::Store(format!("corrupt chunk: {e}")));
+                series
+                    .decode_into(
+                        request.start_ms,
+                        request.end_ms,
+                        mode,
+                        &mut raw.ts,
+                        &mut raw.vs,
+                    )
+                    .map_err(|e| EngineError::Store(format!("corrupt chunk: {e}")))?;
+                if need.range {
+                    raw.drop_stale();
                 }
                 // Held until the query ends: without the slack growth left behind.
                 raw.ts.shrink_to_fit();
@@ -695,9 +715,11 @@ impl Evaluator<'_> {
                 labels.remove("__name__");
             }
             let id = out.push_empty(labels);
+            // Steps are in time order: the samples up to each are found walking forward.
+            let mut idx = 0;
             for i in 0..grid.n {
                 let t = self.shifted(&vs.at, &vs.offset, grid, i);
-                let idx = series.ts.partition_point(|&x| x <= t);
+                idx = advance(&series.ts, idx, t);
                 if idx == 0 {
                     continue;
                 }
@@ -824,6 +846,21 @@ impl Evaluator<'_> {
             }
         })
     }
+}
+
+/// How many of the sorted `ts` are at or before `t`, knowing at least `from` are: a few
+/// steps forward, then a binary search for long jumps.
+pub(super) fn advance(ts: &[i64], from: usize, t: i64) -> usize {
+    const NEAR: usize = 8;
+    let near = ts.len().min(from + NEAR);
+    let mut i = from;
+    while i < near && ts[i] <= t {
+        i += 1;
+    }
+    if i < near || i == ts.len() || ts[i] > t {
+        return i;
+    }
+    i + ts[i..].partition_point(|&x| x <= t)
 }
 
 /// The samples of `s` in `(from, to]`, staleness markers left out.

@@ -171,7 +171,10 @@ fn range_function(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Val
         "double_exponential_smoothing" | "holt_winters" => (0, vec![1, 2]),
         _ => (0, vec![]),
     };
-    let kernel = kernels::range_kernel(name).ok_or_else(|| unsupported(name))?;
+    let kernel = match kernels::Extrapolation::of(name) {
+        Some(how) => Kernel::Extrapolated(how),
+        None => Kernel::Window(kernels::range_kernel(name).ok_or_else(|| unsupported(name))?),
+    };
     let params: Vec<Vec<f64>> = params
         .into_iter()
         .map(|i| scalar_arg(ev, args, i, grid))
@@ -248,16 +251,85 @@ fn range_function(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Val
     Ok(Val::Vector(out.merge_equal_labels()?))
 }
 
-/// One series of a range function: its windows slide forward with the steps (window ends
-/// never decrease), so each step moves two cursors instead of searching.
+/// One series of a range function, every step's window into `values`/`present`.
 fn eval_series(
     input: &super::eval::RangeInput,
     s: usize,
     grid: Grid,
     params: &[Vec<f64>],
-    kernel: kernels::RangeKernel,
+    kernel: Kernel,
     values: &mut [f64],
     present: &mut [bool],
+) -> Result<(), EngineError> {
+    let series = &input.series[s];
+    let (ts, vs) = (&series.ts, &series.vs);
+    let mut set = |i: usize, v: f64| {
+        values[i] = v;
+        present[i] = true;
+    };
+    match kernel {
+        Kernel::Extrapolated(how) => {
+            let mut batch = kernels::EdgeBatch::new(input.range);
+            windows(input, s, |i, lo, hi, monotonic| {
+                let edges = how.edges(
+                    &ts[lo..hi],
+                    &vs[lo..hi],
+                    input.ends[i],
+                    input.range,
+                    monotonic,
+                );
+                if let Some(e) = edges {
+                    if batch.push(i, e) {
+                        how.finish(&batch, &mut set);
+                        batch.clear();
+                    }
+                }
+                Ok(())
+            })?;
+            how.finish(&batch, &mut set);
+        }
+        Kernel::Window(kernel) => {
+            let mut param_now = vec![0.0; params.len()];
+            windows(input, s, |i, lo, hi, monotonic| {
+                for (p, v) in param_now.iter_mut().zip(params) {
+                    *p = v[i];
+                }
+                let window = kernels::Window {
+                    ts: &ts[lo..hi],
+                    vs: &vs[lo..hi],
+                    end: input.ends[i],
+                    range: input.range,
+                    step_t: grid.t(i),
+                    params: &param_now,
+                    monotonic,
+                };
+                if let Some(v) = kernel(&window)? {
+                    set(i, v);
+                }
+                Ok(())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// How a range function computes a window.
+#[derive(Clone, Copy)]
+enum Kernel {
+    /// `rate`, `increase`, `delta`: many windows at a time.
+    Extrapolated(kernels::Extrapolation),
+    /// Anything else: one window at a time.
+    Window(kernels::RangeKernel),
+}
+
+/// Calls `f(step, lo, hi, monotonic)` for every step whose window holds samples
+/// `lo..hi` of series `s` (at least one); `monotonic` tells that none of them is lower than
+/// the one before. The windows slide forward with the steps (window ends never decrease),
+/// so each step moves two cursors instead of searching.
+fn windows(
+    input: &super::eval::RangeInput,
+    s: usize,
+    mut f: impl FnMut(usize, usize, usize, bool) -> Result<(), EngineError>,
 ) -> Result<(), EngineError> {
     let series = &input.series[s];
     let ts = &series.ts;
@@ -271,10 +343,8 @@ fn eval_series(
         }
         decreases.push(count);
     }
-    let mut param_now = vec![0.0; params.len()];
     let (mut lo, mut hi) = (0, 0);
-    for i in 0..grid.n {
-        let end = input.ends[i];
+    for (i, &end) in input.ends.iter().enumerate() {
         let start = end.saturating_sub(input.range);
         if i > 0 && end < input.ends[i - 1] {
             (lo, hi) = (0, 0);
@@ -286,24 +356,8 @@ fn eval_series(
         while hi < ts.len() && ts[hi] <= end {
             hi += 1;
         }
-        if lo == hi {
-            continue;
-        }
-        for (p, v) in param_now.iter_mut().zip(params) {
-            *p = v[i];
-        }
-        let window = kernels::Window {
-            ts: &ts[lo..hi],
-            vs: &series.vs[lo..hi],
-            end,
-            range: input.range,
-            step_t: grid.t(i),
-            params: &param_now,
-            monotonic: decreases[hi - 1] == decreases[lo],
-        };
-        if let Some(v) = kernel(&window)? {
-            values[i] = v;
-            present[i] = true;
+        if lo < hi {
+            f(i, lo, hi, decreases[hi - 1] == decreases[lo])?;
         }
     }
     Ok(())

@@ -79,50 +79,193 @@ pub(super) fn range_kernel(name: &str) -> Option<RangeKernel> {
 /// edges when the samples come close to them, and for counters corrected for resets and
 /// never extrapolated below zero.
 fn extrapolated(w: &Window<'_>, counter: bool, per_second: bool) -> Option<f64> {
-    let n = w.vs.len();
-    if n < 2 {
-        return None;
+    let how = Extrapolation {
+        counter,
+        per_second,
+    };
+    let mut batch = EdgeBatch::new(w.range);
+    batch.push(0, how.edges(w.ts, w.vs, w.end, w.range, w.monotonic)?);
+    let mut out = None;
+    how.finish(&batch, |_, v| out = Some(v));
+    out
+}
+
+/// How `rate`, `increase` and `delta` treat a window.
+#[derive(Clone, Copy)]
+pub(super) struct Extrapolation {
+    /// Corrected for resets and never extrapolated below zero.
+    pub counter: bool,
+    /// Divided by the range in seconds.
+    pub per_second: bool,
+}
+
+/// What an extrapolation needs of a window, gathered sample by sample; the arithmetic on
+/// it runs over many windows at once in [`Extrapolation::finish`].
+#[derive(Clone, Copy)]
+pub(super) struct Edges {
+    /// From the window's start to its first sample, ms.
+    to_start: f64,
+    /// From its last sample to its end, ms.
+    to_end: f64,
+    /// From its first sample to its last, ms.
+    sampled: f64,
+    /// Samples less one.
+    gaps: f64,
+    first: f64,
+    /// The change from the first sample to the last, resets added back for counters.
+    change: f64,
+}
+
+/// Windows of one series waiting for [`Extrapolation::finish`], as columns, so the
+/// arithmetic runs in vector registers.
+pub(super) struct EdgeBatch {
+    range: i64,
+    len: usize,
+    step: [usize; BATCH],
+    to_start: [f64; BATCH],
+    to_end: [f64; BATCH],
+    sampled: [f64; BATCH],
+    gaps: [f64; BATCH],
+    first: [f64; BATCH],
+    change: [f64; BATCH],
+}
+
+const BATCH: usize = 64;
+
+impl EdgeBatch {
+    pub fn new(range: i64) -> Self {
+        EdgeBatch {
+            range,
+            len: 0,
+            step: [0; BATCH],
+            to_start: [0.0; BATCH],
+            to_end: [0.0; BATCH],
+            sampled: [0.0; BATCH],
+            gaps: [0.0; BATCH],
+            first: [0.0; BATCH],
+            change: [0.0; BATCH],
+        }
     }
-    let (first_t, last_t) = (w.ts[0], w.ts[n - 1]);
-    let mut result = w.vs[n - 1] - w.vs[0];
-    // A reset adds the value before it; the first sample is compared with 0, which adds 0.
-    if counter && !w.monotonic {
-        let mut last = 0.0;
-        for &v in w.vs {
-            if v < last {
-                result += last;
+
+    /// Adds step `step`'s window; true when the batch is then full.
+    pub fn push(&mut self, step: usize, e: Edges) -> bool {
+        let k = self.len;
+        self.step[k] = step;
+        self.to_start[k] = e.to_start;
+        self.to_end[k] = e.to_end;
+        self.sampled[k] = e.sampled;
+        self.gaps[k] = e.gaps;
+        self.first[k] = e.first;
+        self.change[k] = e.change;
+        self.len += 1;
+        self.len == BATCH
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+impl Extrapolation {
+    pub fn of(name: &str) -> Option<Extrapolation> {
+        let (counter, per_second) = match name {
+            "rate" => (true, true),
+            "increase" => (true, false),
+            "delta" => (false, false),
+            _ => return None,
+        };
+        Some(Extrapolation {
+            counter,
+            per_second,
+        })
+    }
+
+    /// The edges of the window `(end - range, end]` holding `ts`/`vs`; None with fewer than
+    /// two samples. `monotonic` says the values never decrease, sparing the search for resets.
+    #[inline]
+    pub fn edges(
+        &self,
+        ts: &[i64],
+        vs: &[f64],
+        end: i64,
+        range: i64,
+        monotonic: bool,
+    ) -> Option<Edges> {
+        let n = vs.len().min(ts.len());
+        if n < 2 {
+            return None;
+        }
+        let (first_t, last_t) = (ts[0], ts[n - 1]);
+        let mut change = vs[n - 1] - vs[0];
+        // A reset adds the value before it; the first sample is compared with 0, which adds 0.
+        if self.counter && !monotonic {
+            let mut last = 0.0;
+            for &v in vs {
+                if v < last {
+                    change += last;
+                }
+                last = v;
             }
-            last = v;
+        }
+        // In floats: times at the ends of the i64 range must not overflow.
+        let range_start = end as f64 - range as f64;
+        Some(Edges {
+            to_start: first_t as f64 - range_start,
+            to_end: end as f64 - last_t as f64,
+            sampled: last_t as f64 - first_t as f64,
+            gaps: (n - 1) as f64,
+            first: vs[0],
+            change,
+        })
+    }
+
+    /// Extrapolates every window of the batch, handing `(step, value)` to `out` in order.
+    /// The loop has no branches (each choice is a select), so it runs two windows per
+    /// instruction.
+    pub fn finish(&self, b: &EdgeBatch, mut out: impl FnMut(usize, f64)) {
+        let n = b.len.min(BATCH);
+        let range_s = b.range as f64 / 1000.0;
+        let mut results = [0.0; BATCH];
+        for k in 0..n {
+            let mut to_start = b.to_start[k] / 1000.0;
+            let mut to_end = b.to_end[k] / 1000.0;
+            let sampled = b.sampled[k] / 1000.0;
+            let average_gap = sampled / b.gaps[k];
+            let threshold = average_gap * 1.1;
+            let change = b.change[k];
+            to_start = if to_start >= threshold {
+                average_gap / 2.0
+            } else {
+                to_start
+            };
+            if self.counter {
+                // A counter does not go below zero: do not extrapolate past where it would.
+                let to_zero = if change > 0.0 && b.first[k] >= 0.0 {
+                    sampled * (b.first[k] / change)
+                } else {
+                    to_start
+                };
+                to_start = if to_zero < to_start {
+                    to_zero
+                } else {
+                    to_start
+                };
+            }
+            to_end = if to_end >= threshold {
+                average_gap / 2.0
+            } else {
+                to_end
+            };
+            let mut factor = (sampled + to_start + to_end) / sampled;
+            if self.per_second {
+                factor /= range_s;
+            }
+            results[k] = change * factor;
+        }
+        for k in 0..n {
+            out(b.step[k], results[k]);
         }
     }
-    // In floats: times at the ends of the i64 range must not overflow.
-    let range_start = w.end as f64 - w.range as f64;
-    let mut to_start = (first_t as f64 - range_start) / 1000.0;
-    let mut to_end = (w.end as f64 - last_t as f64) / 1000.0;
-    let sampled = (last_t as f64 - first_t as f64) / 1000.0;
-    let average_gap = sampled / (n - 1) as f64;
-    let threshold = average_gap * 1.1;
-    if to_start >= threshold {
-        to_start = average_gap / 2.0;
-    }
-    if counter {
-        // A counter does not go below zero: do not extrapolate past where it would.
-        let mut to_zero = to_start;
-        if result > 0.0 && w.vs[0] >= 0.0 {
-            to_zero = sampled * (w.vs[0] / result);
-        }
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
-    }
-    if to_end >= threshold {
-        to_end = average_gap / 2.0;
-    }
-    let mut factor = (sampled + to_start + to_end) / sampled;
-    if per_second {
-        factor /= w.range as f64 / 1000.0;
-    }
-    Some(result * factor)
 }
 
 /// `irate` and `idelta`: from the last two samples.

@@ -95,6 +95,66 @@ impl RemoteSeries {
         }
     }
 
+    /// Appends the samples [`samples`](Self::samples) yields to `ts` and `vs`, whole chunks
+    /// at a time, several times faster than iterating. On error both keep their old lengths.
+    pub fn decode_into(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        ts: &mut Vec<i64>,
+        vs: &mut Vec<f64>,
+    ) -> Result<(), ChunkError> {
+        let (old_t, old_v) = (ts.len(), vs.len());
+        match &self.data {
+            SeriesData::Samples(s) => {
+                let from = s.partition_point(|(t, _)| *t < start_ms);
+                for &(t, v) in &s[from..] {
+                    if t > end_ms {
+                        break;
+                    }
+                    ts.push(t);
+                    vs.push(v);
+                }
+            }
+            SeriesData::Chunks(chunks) => {
+                for chunk in chunks {
+                    if chunk.max_time_ms < start_ms {
+                        continue;
+                    }
+                    if chunk.min_time_ms > end_ms {
+                        break;
+                    }
+                    let decoded =
+                        xor_samples(&chunk.data).and_then(|mut it| it.decode_into(ts, vs));
+                    if let Err(e) = decoded {
+                        ts.truncate(old_t);
+                        vs.truncate(old_v);
+                        return Err(e);
+                    }
+                }
+                // Chunk headers bound only roughly: keep what the iterator keeps, the
+                // samples from `start_ms` on up to the first one past `end_ms`.
+                let (ts_new, vs_new) = (&mut ts[old_t..], &mut vs[old_v..]);
+                let mut kept = 0;
+                for i in 0..ts_new.len().min(vs_new.len()) {
+                    let t = ts_new[i];
+                    if t > end_ms {
+                        break;
+                    }
+                    if t >= start_ms {
+                        ts_new[kept] = t;
+                        vs_new[kept] = vs_new[i];
+                        kept += 1;
+                    }
+                }
+                ts.truncate(old_t + kept);
+                vs.truncate(old_v + kept);
+            }
+            SeriesData::Listed => {}
+        }
+        Ok(())
+    }
+
     /// Every sample, decoded into a vector.
     pub fn all_samples(&self) -> Result<Vec<(i64, f64)>, ChunkError> {
         self.samples(i64::MIN, i64::MAX).collect()
