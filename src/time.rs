@@ -131,27 +131,46 @@ pub fn parse_duration_param(s: &str) -> Result<i64, String> {
 /// Writes a millisecond timestamp as Prometheus's JSON does: seconds, then up to three
 /// fraction digits without trailing zeros (`1700000000`, `1700000000.5`).
 pub fn write_timestamp(out: &mut Vec<u8>, ms: i64) {
-    if ms < 0 {
+    let (negative, seconds, fraction) = timestamp_parts(ms);
+    if negative {
         out.push(b'-');
     }
+    out.extend_from_slice(itoa::Buffer::new().format(seconds).as_bytes());
+    out.extend_from_slice(fraction.as_slice());
+}
+
+/// A timestamp's parts as written: whether it is negative, its whole seconds and its
+/// fraction (`.5`, `.25`, `.125`, or nothing), from milliseconds.
+pub fn timestamp_parts(ms: i64) -> (bool, u64, Fraction) {
     let abs = ms.unsigned_abs();
-    out.extend_from_slice(itoa::Buffer::new().format(abs / 1000).as_bytes());
     let frac = abs % 1000;
-    if frac != 0 {
-        let digits = [
-            b'0' + (frac / 100) as u8,
-            b'0' + (frac / 10 % 10) as u8,
-            b'0' + (frac % 10) as u8,
-        ];
-        let len = if digits[2] != b'0' {
-            3
-        } else if digits[1] != b'0' {
-            2
-        } else {
-            1
-        };
-        out.push(b'.');
-        out.extend_from_slice(&digits[..len]);
+    let bytes = [
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ];
+    let len = if frac == 0 {
+        0
+    } else if bytes[3] != b'0' {
+        4
+    } else if bytes[2] != b'0' {
+        3
+    } else {
+        2
+    };
+    (ms < 0, abs / 1000, Fraction { bytes, len })
+}
+
+/// The written fraction of a timestamp's second, point included.
+pub struct Fraction {
+    bytes: [u8; 4],
+    len: usize,
+}
+
+impl Fraction {
+    pub fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 

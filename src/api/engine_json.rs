@@ -3,14 +3,18 @@
 //! and from 1e21 on, as Prometheus writes them.
 
 use super::json::{write_array, write_labels, write_str};
-use crate::promql::engine::{QueryStats, Value};
-use crate::time::write_timestamp;
+use crate::promql::engine::{QueryStats, RangeSeries, Value};
+use crate::time::{timestamp_parts, write_timestamp};
 
 /// Appends `v` as Prometheus writes a sample value (without quotes): Go's shortest digits,
 /// laid out as `strconv.FormatFloat(v, 'f', -1, 64)`, or `'e'` below 1e-6 and from 1e21 on.
 pub fn write_value(out: &mut Vec<u8>, v: f64) {
+    put_value(out, v);
+}
+
+fn put_value(out: &mut impl Sink, v: f64) {
     if !v.is_finite() {
-        out.extend_from_slice(if v.is_nan() {
+        out.put_all(if v.is_nan() {
             b"NaN"
         } else if v > 0.0 {
             b"+Inf"
@@ -22,18 +26,28 @@ pub fn write_value(out: &mut Vec<u8>, v: f64) {
     // Whole numbers below 2^53 are exact, and their shortest digits are their own.
     if v == v.trunc() && v.abs() < 9_007_199_254_740_992.0 {
         if v == 0.0 && v.is_sign_negative() {
-            out.extend_from_slice(b"-0");
+            out.put_all(b"-0");
         } else {
-            out.extend_from_slice(itoa::Buffer::new().format(v as i64).as_bytes());
+            if v < 0.0 {
+                out.put(b'-');
+            }
+            out.put_decimal(v.abs() as u64);
         }
         return;
     }
     let mut buf = ryu::Buffer::new();
-    let (negative, digits, point) = shortest_digits(buf.format_finite(v).as_bytes());
-    if negative {
-        out.push(b'-');
-    }
+    let text = buf.format_finite(v).as_bytes();
     let abs = v.abs();
+    // Fractions from 1e-5 up ryu writes without an exponent, exactly as Go does (every
+    // number from 2^53 up is whole).
+    if (1e-5..9_007_199_254_740_992.0).contains(&abs) {
+        out.put_text(text);
+        return;
+    }
+    let (negative, digits, point) = shortest_digits(text);
+    if negative {
+        out.put(b'-');
+    }
     if !(1e-6..1e21).contains(&abs) {
         write_exponent(out, digits.as_slice(), point);
     } else {
@@ -102,45 +116,215 @@ fn parse_small(digits: &[u8]) -> i32 {
 }
 
 /// `0.DIGITS × 10^point` without an exponent: `0.00012`, `12.5`, `1200`.
-fn write_fixed(out: &mut Vec<u8>, digits: &[u8], point: i32) {
+fn write_fixed(out: &mut impl Sink, digits: &[u8], point: i32) {
     let n = digits.len() as i32;
     if point <= 0 {
-        out.extend_from_slice(b"0.");
-        out.extend(std::iter::repeat_n(b'0', (-point) as usize));
-        out.extend_from_slice(digits);
+        out.put_all(b"0.");
+        for _ in 0..-point {
+            out.put(b'0');
+        }
+        out.put_all(digits);
     } else if point < n {
-        out.extend_from_slice(&digits[..point as usize]);
-        out.push(b'.');
-        out.extend_from_slice(&digits[point as usize..]);
+        out.put_all(&digits[..point as usize]);
+        out.put(b'.');
+        out.put_all(&digits[point as usize..]);
     } else {
-        out.extend_from_slice(digits);
-        out.extend(std::iter::repeat_n(b'0', (point - n) as usize));
+        out.put_all(digits);
+        for _ in 0..point - n {
+            out.put(b'0');
+        }
     }
 }
 
 /// `0.DIGITS × 10^point` as Go's `'e'` writes it: `1.5e-07`, `1e+21`.
-fn write_exponent(out: &mut Vec<u8>, digits: &[u8], point: i32) {
-    out.push(digits.first().copied().unwrap_or(b'0'));
+fn write_exponent(out: &mut impl Sink, digits: &[u8], point: i32) {
+    out.put(digits.first().copied().unwrap_or(b'0'));
     if digits.len() > 1 {
-        out.push(b'.');
-        out.extend_from_slice(&digits[1..]);
+        out.put(b'.');
+        out.put_all(&digits[1..]);
     }
     let exp = point - 1;
-    out.push(b'e');
-    out.push(if exp < 0 { b'-' } else { b'+' });
+    out.put(b'e');
+    out.put(if exp < 0 { b'-' } else { b'+' });
     let abs = exp.unsigned_abs();
     if abs < 10 {
-        out.push(b'0');
+        out.put(b'0');
     }
-    out.extend_from_slice(itoa::Buffer::new().format(abs).as_bytes());
+    out.put_decimal(u64::from(abs));
 }
 
-fn write_point(out: &mut Vec<u8>, t: i64, v: f64) {
-    out.push(b'[');
-    write_timestamp(out, t);
-    out.extend_from_slice(b",\"");
-    write_value(out, v);
-    out.extend_from_slice(b"\"]");
+/// `[t,"v"]` (after a comma unless `first`), written into room made for it at the end of
+/// `out`: the answer's bulk is points, and a handful of small appends each would cost more
+/// than writing them.
+fn write_point(out: &mut Vec<u8>, t: i64, v: f64, first: bool) {
+    let at = out.len();
+    out.resize(at + POINT, 0);
+    let mut p = Point {
+        buf: &mut out[at..],
+        len: 0,
+        overflow: false,
+    };
+    if !first {
+        p.put(b',');
+    }
+    p.put(b'[');
+    put_timestamp(&mut p, t);
+    p.put_all(b",\"");
+    put_value(&mut p, v);
+    p.put_all(b"\"]");
+    let (len, overflow) = (p.len, p.overflow);
+    out.truncate(at + len);
+    if overflow {
+        out.truncate(at);
+        if !first {
+            out.push(b',');
+        }
+        out.push(b'[');
+        write_timestamp(out, t);
+        out.extend_from_slice(b",\"");
+        write_value(out, v);
+        out.extend_from_slice(b"\"]");
+    }
+}
+
+/// Where a value's bytes go: the answer itself, or one point's stack buffer.
+trait Sink {
+    fn put(&mut self, b: u8);
+    fn put_all(&mut self, bytes: &[u8]);
+
+    /// `n` in decimal.
+    fn put_decimal(&mut self, n: u64) {
+        self.put_all(itoa::Buffer::new().format(n).as_bytes());
+    }
+
+    /// Text another formatter just wrote into its own buffer.
+    fn put_text(&mut self, text: &[u8]) {
+        self.put_all(text);
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, b: u8) {
+        self.push(b);
+    }
+
+    fn put_all(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Room for any point: `[`, a timestamp of at most 21 bytes, `,"`, a value of at most 25
+/// and `"]`.
+const POINT: usize = 64;
+
+/// Room for one point. Copies into it are a few fixed-size moves, never a call.
+struct Point<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+    /// Set instead of writing past the end, which no point should reach.
+    overflow: bool,
+}
+
+impl Sink for Point<'_> {
+    #[inline(always)]
+    fn put(&mut self, b: u8) {
+        match self.buf.get_mut(self.len) {
+            Some(slot) => {
+                *slot = b;
+                self.len += 1;
+            }
+            None => self.overflow = true,
+        }
+    }
+
+    #[inline(always)]
+    fn put_all(&mut self, bytes: &[u8]) {
+        let n = bytes.len();
+        let Some(to) = self.buf.get_mut(self.len..self.len + n) else {
+            self.overflow = true;
+            return;
+        };
+        // Two overlapping moves of a fixed size cover any length in their range.
+        match n {
+            0 => {}
+            1..4 => {
+                to[0] = bytes[0];
+                to[n / 2] = bytes[n / 2];
+                to[n - 1] = bytes[n - 1];
+            }
+            4..8 => {
+                to[..4].copy_from_slice(&bytes[..4]);
+                to[n - 4..].copy_from_slice(&bytes[n - 4..]);
+            }
+            8..=16 => {
+                to[..8].copy_from_slice(&bytes[..8]);
+                to[n - 8..].copy_from_slice(&bytes[n - 8..]);
+            }
+            17..=32 => {
+                to[..16].copy_from_slice(&bytes[..16]);
+                to[n - 16..].copy_from_slice(&bytes[n - 16..]);
+            }
+            _ => to.copy_from_slice(bytes),
+        }
+        self.len += n;
+    }
+
+    /// Straight into the room, two digits at a time from the end.
+    #[inline(always)]
+    fn put_decimal(&mut self, mut n: u64) {
+        let len = n.checked_ilog10().map_or(1, |l| l as usize + 1);
+        let Some(to) = self.buf.get_mut(self.len..self.len + len) else {
+            self.overflow = true;
+            return;
+        };
+        let mut i = len;
+        while n >= 100 && i >= 2 {
+            let pair = (n % 100) as usize * 2;
+            n /= 100;
+            i -= 2;
+            to[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        }
+        if n >= 10 && i >= 2 {
+            let pair = n as usize * 2;
+            to[i - 2..i].copy_from_slice(&PAIRS[pair..pair + 2]);
+        } else if i >= 1 {
+            to[i - 1] = b'0' + n as u8;
+        }
+        self.len += len;
+    }
+
+    /// Byte by byte: the formatter wrote its text in small stores, and wide loads of it
+    /// would wait for them to reach the cache.
+    #[inline(always)]
+    fn put_text(&mut self, text: &[u8]) {
+        let Some(to) = self.buf.get_mut(self.len..self.len + text.len()) else {
+            self.overflow = true;
+            return;
+        };
+        for (to, from) in to.iter_mut().zip(text) {
+            *to = *from;
+        }
+        self.len += text.len();
+    }
+}
+
+/// `00` to `99`.
+const PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// A timestamp in seconds as Prometheus writes it (`1700000000.5`).
+#[inline(always)]
+fn put_timestamp(out: &mut impl Sink, ms: i64) {
+    let (negative, seconds, fraction) = timestamp_parts(ms);
+    if negative {
+        out.put(b'-');
+    }
+    out.put_decimal(seconds);
+    out.put_all(fraction.as_slice());
 }
 
 /// `{"resultType":...,"result":...}` for an engine answer; `at_ms` is an instant query's
@@ -156,7 +340,7 @@ pub fn write_engine_value(out: &mut Vec<u8>, value: &Value, at_ms: i64) {
     out.extend_from_slice(kind.as_bytes());
     out.extend_from_slice(b"\",\"result\":");
     match value {
-        Value::Scalar(v) => write_point(out, at_ms, *v),
+        Value::Scalar(v) => write_point(out, at_ms, *v, true),
         Value::String(s) => {
             out.push(b'[');
             write_timestamp(out, at_ms);
@@ -168,18 +352,84 @@ pub fn write_engine_value(out: &mut Vec<u8>, value: &Value, at_ms: i64) {
             out.extend_from_slice(b"{\"metric\":");
             write_labels(out, &s.labels);
             out.extend_from_slice(b",\"value\":");
-            write_point(out, at_ms, s.value);
+            write_point(out, at_ms, s.value, true);
             out.push(b'}');
         }),
-        Value::Matrix(series) => write_array(out, series, |out, s| {
-            out.extend_from_slice(b"{\"metric\":");
-            write_labels(out, &s.labels);
-            out.extend_from_slice(b",\"values\":");
-            write_array(out, &s.points, |out, &(t, v)| write_point(out, t, v));
-            out.push(b'}');
-        }),
+        Value::Matrix(series) => write_matrix(out, series),
     }
     out.push(b'}');
+}
+
+/// Answers of at least this many points are written on several threads.
+const PARALLEL_POINTS: usize = 100_000;
+
+/// A matrix's `[...]`. A big one is cut into runs of series with about as many points each,
+/// written on as many threads (up to four) and joined in order.
+fn write_matrix(out: &mut Vec<u8>, series: &[RangeSeries]) {
+    let points: usize = series.iter().map(|s| s.points.len()).sum();
+    let threads = if points >= PARALLEL_POINTS {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+    } else {
+        1
+    };
+    out.push(b'[');
+    if threads <= 1 {
+        write_series(out, series, true);
+    } else {
+        let mut parts = Vec::with_capacity(threads);
+        let (mut from, mut taken) = (0, 0);
+        for (i, s) in series.iter().enumerate() {
+            taken += s.points.len();
+            if taken * threads >= points * (parts.len() + 1) {
+                parts.push(&series[from..=i]);
+                from = i + 1;
+            }
+        }
+        parts.push(&series[from..]);
+        let written: Vec<Vec<u8>> = std::thread::scope(|scope| {
+            let others: Vec<_> = parts[1..]
+                .iter()
+                .map(|part| {
+                    scope.spawn(move || {
+                        let mut buf = Vec::with_capacity(out_size_hint(part));
+                        write_series(&mut buf, part, false);
+                        buf
+                    })
+                })
+                .collect();
+            write_series(out, parts[0], true);
+            others
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        });
+        for part in written {
+            out.extend_from_slice(&part);
+        }
+    }
+    out.push(b']');
+}
+
+/// About the bytes a run of series takes: 30 a point, plus their labels.
+fn out_size_hint(series: &[RangeSeries]) -> usize {
+    series.iter().map(|s| 30 * s.points.len() + 128).sum()
+}
+
+/// `{"metric":...,"values":[...]}` for each series, comma-separated, after a comma too
+/// unless `first`.
+fn write_series(out: &mut Vec<u8>, series: &[RangeSeries], first: bool) {
+    for (i, s) in series.iter().enumerate() {
+        if !(first && i == 0) {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"metric\":");
+        write_labels(out, &s.labels);
+        out.extend_from_slice(b",\"values\":[");
+        for (k, &(t, v)) in s.points.iter().enumerate() {
+            write_point(out, t, v, k == 0);
+        }
+        out.extend_from_slice(b"]}");
+    }
 }
 
 /// `,"stats":{...}` as Prometheus writes it inside `data` for `stats=all`.
@@ -276,6 +526,10 @@ mod tests {
         values.extend([
             1e-6,
             9.99999e-7,
+            1e-5,
+            -1e-5,
+            9.99999e-6,
+            1.00001e-5,
             1e20,
             123.0,
             1e15 + 0.5,
@@ -340,6 +594,36 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#"{"resultType":"vector","result":[{"metric":{"job":"a"},"value":[1.5,"2"]}]}"#
+        );
+    }
+
+    #[test]
+    fn big_matrices_written_in_parts_equal_one_pass() {
+        // Series of uneven sizes, some empty, so parts end anywhere.
+        let series: Vec<RangeSeries> = (0..400)
+            .map(|i: i64| RangeSeries {
+                labels: Labels::new(vec![("i".into(), i.to_string())]),
+                points: (0..(i * 37) % 1_100)
+                    .map(|k| (1_700_000_000_000 + k * 15_250, (i * k) as f64 / 7.0))
+                    .collect(),
+            })
+            .collect();
+        let points: usize = series.iter().map(|s| s.points.len()).sum();
+        assert!(points >= PARALLEL_POINTS, "{points}");
+        let mut parted = Vec::new();
+        write_matrix(&mut parted, &series);
+        let mut one = vec![b'['];
+        write_series(&mut one, &series, true);
+        one.push(b']');
+        assert_eq!(
+            String::from_utf8(parted).unwrap(),
+            String::from_utf8(one.clone()).unwrap()
+        );
+        let parsed: serde_json::Value = serde_json::from_slice(&one).unwrap();
+        assert_eq!(parsed.as_array().map(Vec::len), Some(400));
+        assert_eq!(
+            parsed[5]["values"][2][0],
+            serde_json::json!(1_700_000_030.5)
         );
     }
 }
