@@ -13,7 +13,10 @@
 #     less than the others);
 #   - promgate: Engine::query_range / query_instant over a MemoryStore in
 #     examples/engine_time.rs (no HTTP, no JSON).
-# Then peak RSS: promgate's timing process (data in memory, uncompressed) against the
+# Then the JSON of the biggest answers (range/raw, range/rate): promgate's
+# write_engine_value against Prometheus's HTTP wall time less its execTotalTime (encoding plus
+# sending over loopback, so Prometheus is charged a little more than its encoding). Then
+# peak RSS: promgate's timing process (data in memory, uncompressed) against the
 # servers'. Prometheus is backfilled with promtool; VictoriaMetrics is fed through
 # /api/v1/import/prometheus and skipped when its binary is absent. Everything started here
 # runs on free loopback ports in a temp dir and is stopped on exit.
@@ -214,6 +217,31 @@ print(f"{hdr[0]:<28} {hdr[1]:>9} {hdr[2]:>9} {hdr[3]:>12} {hdr[4]:>8} {hdr[5]:>8
 for name, p, v, g, ps, vs, gs in rows:
     counts = "/".join("-" if c is None else str(c) for c in (ps, vs, gs))
     print(f"{name:<28} {ms(p):>9} {ms(v):>9} {ms(g):>12} {ratio(g, p):>8} {ratio(g, v):>8}  {counts}")
+# Writing the biggest answers: promgate's write_engine_value against what Prometheus spends
+# after evaluating (HTTP wall time less execTotalTime: encoding, and sending over loopback).
+json_rows = []
+for name, q in queries:
+    mine = ours.get("json/" + name)
+    if mine is None or mine[0] == "ERR":
+        continue
+    kind = name.split("/", 1)[0]
+    path, args = params(kind, q)
+    def after_eval():
+        wall, doc = get(prom + path, {**args, "stats": "all"})
+        return wall * 1000 - doc["data"]["stats"]["timings"]["execTotalTime"] * 1000
+    try:
+        p = best(after_eval)
+    except Exception as e:  # noqa: BLE001
+        print(f"prometheus json {name}: {e}", file=sys.stderr)
+        p = None
+    json_rows.append((name, p, float(mine[0]), int(mine[1])))
+if json_rows:
+    print("\nJSON of the biggest answers (Prometheus: HTTP wall time less execTotalTime; "
+          "promgate: write_engine_value)")
+    print(f"{'query':<28} {'MB':>7} {'prom ms':>9} {'promgate ms':>12} {'pg/prom':>8}")
+    for name, p, g, size in json_rows:
+        print(f"{name:<28} {size / 1e6:>7.1f} {ms(p):>9} {ms(g):>12} {ratio(g, p):>8}")
+
 results = os.environ.get("BENCH_RESULTS")
 if results:
     with open(results, "a") as out:
@@ -222,6 +250,9 @@ if results:
                 out.write(f"engine\t{name}\tms\t{g:.3f}\tprometheus\t{p:.3f}\n")
             if g is not None and v is not None:
                 out.write(f"engine\t{name}\tms\t{g:.3f}\tvictoria-metrics\t{v:.3f}\n")
+        for name, p, g, size in json_rows:
+            if p is not None:
+                out.write(f"engine\tjson {name}\tms\t{g:.3f}\tprometheus\t{p:.3f}\n")
         out.write(f"engine\tpeak RSS\tMiB\t{rss[1] / 1024:.0f}\tprometheus\t{hwm_kib(prom_pid) / 1024:.0f}\n")
 print(f"\npeak RSS: promgate engine_time {rss[1] / 1024:.0f} MiB "
       f"({rss[0] / 1024:.0f} MiB with the data loaded, before queries); "

@@ -7,7 +7,8 @@
 //!
 //! Output, tab-separated: `kind/name  best_ms  series` per query, kind `range` (the whole
 //! day at 30 s) or `instant` (at its end), `kind/name  ERR  message` when the engine refuses
-//! one, then `rss  after_load_kib  peak_kib`. `--list` prints `kind/name  query`.
+//! one, `json/kind/name  best_ms  bytes` for the time to write the biggest answers as JSON,
+//! then `rss  after_load_kib  peak_kib`. `--list` prints `kind/name  query`.
 
 #[path = "../benches/support/engine_dataset.rs"]
 mod dataset;
@@ -59,6 +60,43 @@ fn jobs() -> Vec<(String, &'static str)> {
         .iter()
         .map(|name| (format!("instant/{name}"), dataset::query(name)));
     range.chain(instant).collect()
+}
+
+/// Queries whose answers' JSON encoding is timed too: the biggest answers.
+const JSON_TIMED: [&str; 2] = ["range/raw", "range/rate"];
+
+/// Prints `json/<name>  best_ms  bytes`: the best time to write the query's answer as the
+/// API does (`write_engine_value`), after one warm-up.
+fn time_json(
+    rt: &tokio::runtime::Runtime,
+    engine: &Engine,
+    store: &MemoryStore,
+    data: &dataset::Dataset,
+    expr: &promql_parser::parser::Expr,
+    name: &str,
+    runs: usize,
+) {
+    let answer = rt.block_on(engine.query_range(
+        store,
+        expr,
+        data.query_start_ms(),
+        data.query_end_ms(),
+        dataset::SCRAPE_MS,
+    ));
+    let Ok(answer) = answer else {
+        println!("json/{name}\tERR\tquery failed");
+        return;
+    };
+    let mut best = Duration::MAX;
+    let mut bytes = 0;
+    for _ in 0..=runs {
+        let started = Instant::now();
+        let mut out = Vec::new();
+        promgate::api::engine_json::write_engine_value(&mut out, &answer.value, 0);
+        best = best.min(started.elapsed());
+        bytes = out.len();
+    }
+    println!("json/{name}\t{:.3}\t{bytes}", best.as_secs_f64() * 1000.0);
 }
 
 fn main() -> ExitCode {
@@ -127,6 +165,9 @@ fn main() -> ExitCode {
         match failed {
             Some(e) => println!("{name}\tERR\t{e}"),
             None => println!("{name}\t{:.3}\t{series}", best.as_secs_f64() * 1000.0),
+        }
+        if JSON_TIMED.contains(&name.as_str()) {
+            time_json(&rt, &engine, &store, &data, &expr, &name, args.runs);
         }
     }
     let (_, peak) = rss_kib();

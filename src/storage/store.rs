@@ -203,6 +203,39 @@ impl StoreSeries {
     }
 }
 
+impl StoreSeries {
+    /// At least as many samples as [`samples`](Self::samples) yields, from chunk headers
+    /// alone (every backend's and replica's, before merging).
+    pub fn samples_bound(&self, start_ms: i64, end_ms: i64) -> usize {
+        self.replicas
+            .iter()
+            .flatten()
+            .map(|s| s.samples_bound(start_ms, end_ms))
+            .sum()
+    }
+
+    /// How many samples [`samples`](Self::samples) yields: from chunk headers for a series
+    /// one backend alone answered, by reading the samples for merged ones.
+    pub fn count_samples(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        mode: DedupMode,
+    ) -> Result<usize, ChunkError> {
+        if let [replica] = self.replicas.as_slice() {
+            if let [one] = replica.as_slice() {
+                return one.count(start_ms, end_ms);
+            }
+        }
+        let mut samples = self.samples(start_ms, end_ms, mode);
+        let n = samples.by_ref().count();
+        match samples.error() {
+            Some(e) => Err(e.clone()),
+            None => Ok(n),
+        }
+    }
+}
+
 /// One replica's samples: its one answer, or its answers merged.
 fn source<'a>(
     answers: &'a [Arc<RemoteSeries>],

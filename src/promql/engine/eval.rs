@@ -6,6 +6,7 @@
 //! concurrent round of selects, each over the widest time range the expression needs), so
 //! evaluation itself is synchronous.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use promql_parser::parser::{
 use super::{Engine, EngineError, InstantSample, QueryOutput, QueryStats, RangeSeries, Value};
 use crate::model::Labels;
 use crate::storage::dedup::DedupMode;
-use crate::storage::{SelectHints, SelectRequest, Store, StoreError};
+use crate::storage::{SelectHints, SelectRequest, Store, StoreError, StoreSeries};
 
 /// Default step of a subquery without one (Prometheus's default evaluation interval).
 const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
@@ -99,6 +100,78 @@ impl RawSeries {
         }
         self.ts.truncate(kept);
         self.vs.truncate(kept);
+    }
+}
+
+/// The series of one selector. Fetched ones stay as the store answered them (compressed
+/// chunks, a byte or two a sample) and are decoded one at a time where they are read, so a
+/// query holds its data compressed; a subquery's series are its points.
+pub(super) enum Selected {
+    Stored {
+        series: Vec<StoreSeries>,
+        read: Read,
+    },
+    Decoded(Vec<RawSeries>),
+}
+
+/// Selections that may hold at least this many samples stay compressed until read.
+pub(super) const LAZY_SAMPLES: usize = 1 << 20;
+
+/// How stored series are read.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Read {
+    /// Inclusive, ms.
+    start: i64,
+    end: i64,
+    mode: DedupMode,
+    /// Range selectors never see staleness markers.
+    drop_stale: bool,
+}
+
+impl Default for Selected {
+    fn default() -> Self {
+        Selected::Decoded(Vec::new())
+    }
+}
+
+impl Selected {
+    pub fn len(&self) -> usize {
+        match self {
+            Selected::Stored { series, .. } => series.len(),
+            Selected::Decoded(series) => series.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn labels(&self, i: usize) -> &Labels {
+        match self {
+            Selected::Stored { series, .. } => &series[i].labels,
+            Selected::Decoded(series) => &series[i].labels,
+        }
+    }
+
+    /// Series `i` with its samples, decoded now when stored.
+    pub fn get(&self, i: usize) -> Result<Cow<'_, RawSeries>, EngineError> {
+        match self {
+            Selected::Decoded(series) => Ok(Cow::Borrowed(&series[i])),
+            Selected::Stored { series, read } => {
+                let series = &series[i];
+                let mut raw = RawSeries {
+                    labels: series.labels.clone(),
+                    ..RawSeries::default()
+                };
+                series
+                    .decode_into(read.start, read.end, read.mode, &mut raw.ts, &mut raw.vs)
+                    .map_err(|e| EngineError::Store(format!("corrupt chunk: {e}")))?;
+                if read.drop_stale {
+                    raw.drop_stale();
+                }
+                Ok(Cow::Owned(raw))
+            }
+        }
     }
 }
 
@@ -222,7 +295,7 @@ pub(super) struct Evaluator<'a> {
     pub query_start: i64,
     pub query_end: i64,
     /// Series of every selector, by the selector's address in the expression.
-    pub data: HashMap<usize, Arc<Vec<RawSeries>>>,
+    pub data: HashMap<usize, Arc<Selected>>,
     pub warnings: Vec<String>,
     pub infos: Vec<String>,
 }
@@ -246,12 +319,8 @@ pub async fn run<S: Store>(
     collect_selectors(&expr, range.start_ms, range.end_ms, &ctx, None, &mut needs);
     let started = std::time::Instant::now();
     let max_series = engine.options().max_series_per_select;
-    let (data, warnings) = fetch(store, needs, engine.deadline(), max_series).await?;
-    let total_samples: usize = data
-        .values()
-        .flat_map(|s| s.iter())
-        .map(|s| s.ts.len())
-        .sum();
+    let (data, total_samples, warnings) =
+        fetch(store, needs, engine.deadline(), max_series).await?;
     let max_samples = engine.options().max_samples;
     if total_samples > max_samples {
         return Err(too_many_samples());
@@ -529,7 +598,9 @@ fn collect_selectors(
 }
 
 /// Series by selector, and the warnings of backends that failed.
-type Fetched = (HashMap<usize, Arc<Vec<RawSeries>>>, Vec<String>);
+/// Every selector's series, how many samples they hold, and the warnings of stores that
+/// failed.
+type Fetched = (HashMap<usize, Arc<Selected>>, usize, Vec<String>);
 
 /// Reads every selector at once. Backends that failed become warnings; a selector no
 /// backend answered fails the query.
@@ -542,6 +613,7 @@ async fn fetch<S: Store>(
     let reads = needs.iter().map(|need| async move {
         let mut all = Vec::new();
         let mut warnings = Vec::new();
+        let mut read = None;
         for matchers in SelectRequest::selector_matchers(&need.selector) {
             let request = SelectRequest {
                 matchers,
@@ -576,44 +648,56 @@ async fn fetch<S: Store>(
             if max_series > 0 && selected > max_series {
                 return Err(too_many_series(&need.selector, selected, max_series));
             }
-            for series in set.series {
-                let mut raw = RawSeries {
-                    labels: series.labels.clone(),
-                    ..RawSeries::default()
-                };
-                series
-                    .decode_into(
-                        request.start_ms,
-                        request.end_ms,
-                        mode,
-                        &mut raw.ts,
-                        &mut raw.vs,
-                    )
-                    .map_err(|e| EngineError::Store(format!("corrupt chunk: {e}")))?;
-                if need.range {
-                    raw.drop_stale();
-                }
-                // Held until the query ends: without the slack growth left behind.
-                raw.ts.shrink_to_fit();
-                raw.vs.shrink_to_fit();
-                all.push(raw);
-            }
+            all.extend(set.series);
+            read = Some(Read {
+                start: request.start_ms,
+                end: request.end_ms,
+                mode,
+                drop_stale: need.range,
+            });
         }
-        Ok::<_, EngineError>((need.key, all, warnings))
+        let Some(read) = read else {
+            return Ok((need.key, Selected::default(), 0, warnings));
+        };
+        // Small selections are decoded at once; big ones stay compressed until read.
+        let bound: usize = all
+            .iter()
+            .map(|s| s.samples_bound(read.start, read.end))
+            .sum();
+        let corrupt = |e| EngineError::Store(format!("corrupt chunk: {e}"));
+        let (selected, samples) = if bound < LAZY_SAMPLES {
+            let decoded = Selected::Stored { series: all, read };
+            let series = (0..decoded.len())
+                .map(|i| decoded.get(i).map(Cow::into_owned))
+                .collect::<Result<Vec<_>, _>>()?;
+            let samples = series.iter().map(|s| s.ts.len()).sum();
+            (Selected::Decoded(series), samples)
+        } else {
+            let mut samples = 0;
+            for s in &all {
+                samples += s
+                    .count_samples(read.start, read.end, read.mode)
+                    .map_err(corrupt)?;
+            }
+            (Selected::Stored { series: all, read }, samples)
+        };
+        Ok::<_, EngineError>((need.key, selected, samples, warnings))
     });
     let results = futures::future::join_all(reads).await;
     let mut data = HashMap::new();
     let mut warnings: Vec<String> = Vec::new();
+    let mut total = 0;
     for r in results {
-        let (key, series, failed) = r?;
+        let (key, series, samples, failed) = r?;
         data.insert(key, Arc::new(series));
+        total += samples;
         for w in failed {
             if !warnings.contains(&w) {
                 warnings.push(w);
             }
         }
     }
-    Ok((data, warnings))
+    Ok((data, total, warnings))
 }
 
 // === evaluation ===
@@ -663,8 +747,8 @@ impl Evaluator<'_> {
                     "unary expression only allowed on expressions of type scalar or vector".into(),
                 )),
             },
-            Expr::VectorSelector(vs) => Ok(Val::Vector(self.instant_selector(vs, grid))),
-            Expr::MatrixSelector(ms) => Ok(Val::Matrix(self.matrix_at_instant(ms, grid))),
+            Expr::VectorSelector(vs) => Ok(Val::Vector(self.instant_selector(vs, grid)?)),
+            Expr::MatrixSelector(ms) => Ok(Val::Matrix(self.matrix_at_instant(ms, grid)?)),
             // At an instant, a subquery is a matrix: its points in the window.
             Expr::Subquery(sq) => Ok(Val::Matrix(self.subquery(sq, grid)?)),
             Expr::Call(call) => super::functions::call(self, call, grid),
@@ -674,7 +758,7 @@ impl Evaluator<'_> {
         }
     }
 
-    pub(super) fn data_of(&self, vs: &VectorSelector) -> Arc<Vec<RawSeries>> {
+    pub(super) fn data_of(&self, vs: &VectorSelector) -> Arc<Selected> {
         self.data.get(&key_of(vs)).cloned().unwrap_or_default()
     }
 
@@ -692,7 +776,7 @@ impl Evaluator<'_> {
     }
 
     /// An instant selector: at each step, the latest sample in the lookback window.
-    fn instant_selector(&self, vs: &VectorSelector, grid: Grid) -> StepVector {
+    fn instant_selector(&self, vs: &VectorSelector, grid: Grid) -> Result<StepVector, EngineError> {
         self.pick_samples(vs, grid, false, |_, v| v)
     }
 
@@ -705,11 +789,12 @@ impl Evaluator<'_> {
         grid: Grid,
         drop_name: bool,
         value: impl Fn(i64, f64) -> f64,
-    ) -> StepVector {
+    ) -> Result<StepVector, EngineError> {
         let lookback = self.engine.options().lookback_delta_ms;
         let data = self.data_of(vs);
         let mut out = StepVector::new(grid.n);
-        for series in data.iter() {
+        for s in 0..data.len() {
+            let series = data.get(s)?;
             let mut labels = series.labels.clone();
             if drop_name {
                 labels.remove("__name__");
@@ -730,18 +815,27 @@ impl Evaluator<'_> {
             }
         }
         out.drop_empty();
-        out
+        Ok(out)
     }
 
     /// Samples of a range selector in `(t - range, t]` at an instant query's one step.
-    fn matrix_at_instant(&self, ms: &MatrixSelector, grid: Grid) -> Vec<RawSeries> {
+    fn matrix_at_instant(
+        &self,
+        ms: &MatrixSelector,
+        grid: Grid,
+    ) -> Result<Vec<RawSeries>, EngineError> {
         let range = ms.range.as_millis() as i64;
         let t = self.shifted(&ms.vs.at, &ms.vs.offset, grid, 0);
-        self.data_of(&ms.vs)
-            .iter()
-            .map(|s| window(s, t.saturating_sub(range), t))
-            .filter(|s| !s.ts.is_empty())
-            .collect()
+        let data = self.data_of(&ms.vs);
+        let mut out = Vec::new();
+        for s in 0..data.len() {
+            let series = data.get(s)?;
+            let w = window(&series, t.saturating_sub(range), t);
+            if !w.ts.is_empty() {
+                out.push(w);
+            }
+        }
+        Ok(out)
     }
 
     /// The series a range function reads: from a range selector or a subquery, with the
@@ -762,7 +856,7 @@ impl Evaluator<'_> {
                 let ends = (0..grid.n)
                     .map(|i| self.shifted(&sq.at, &sq.offset, grid, i))
                     .collect();
-                let series = Arc::new(self.subquery_series(sq, grid)?);
+                let series = Arc::new(Selected::Decoded(self.subquery_series(sq, grid)?));
                 Ok(RangeInput {
                     series,
                     ends,
@@ -884,16 +978,16 @@ fn window(s: &RawSeries, from: i64, to: i64) -> RawSeries {
 pub(super) struct RangeInput {
     /// Shared with the fetched data, never copied: range selectors' series hold no
     /// staleness markers.
-    pub series: Arc<Vec<RawSeries>>,
+    pub series: Arc<Selected>,
     /// Window end per step; the window is `(end - range, end]`.
     pub ends: Vec<i64>,
     pub range: i64,
 }
 
 impl RangeInput {
-    /// Index bounds of each step's window in `series[s]`.
-    pub fn bounds(&self, s: usize, step: usize) -> (usize, usize) {
-        let ts = &self.series[s].ts;
+    /// Index bounds of step `step`'s window in `series` (one of these series, decoded).
+    pub fn bounds(&self, series: &RawSeries, step: usize) -> (usize, usize) {
+        let ts = &series.ts;
         let end = self.ends[step];
         let lo = ts.partition_point(|&t| t <= end.saturating_sub(self.range));
         let hi = ts.partition_point(|&t| t <= end);

@@ -188,8 +188,8 @@ fn range_function(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Val
     }
     let keep_name = KEEP_NAME.contains(&name);
     let mut out = StepVector::new(grid.n);
-    for series in input.series.iter() {
-        let mut labels = series.labels.clone();
+    for s in 0..input.series.len() {
+        let mut labels = input.series.labels(s).clone();
         if !keep_name {
             labels.remove("__name__");
         }
@@ -199,10 +199,9 @@ fn range_function(ev: &mut Evaluator<'_>, call: &Call, grid: Grid) -> Result<Val
     if n == 0 || input.series.is_empty() {
         return Ok(Val::Vector(StepVector::new(n)));
     }
-    // Series are independent: big inputs are split across threads, each filling its own
-    // rows of the (series-major) output.
-    let samples: usize = input.series.iter().map(|s| s.ts.len()).sum();
-    let threads = if samples * 4 + n * input.series.len() > 1 << 20 {
+    // Series are independent: big inputs are split across threads, each decoding its
+    // series one at a time and filling their rows of the (series-major) output.
+    let threads = if 5 * n * input.series.len() > 1 << 20 {
         std::thread::available_parallelism().map_or(1, |p| p.get().min(8))
     } else {
         1
@@ -261,7 +260,7 @@ fn eval_series(
     values: &mut [f64],
     present: &mut [bool],
 ) -> Result<(), EngineError> {
-    let series = &input.series[s];
+    let series = input.series.get(s)?;
     let (ts, vs) = (&series.ts, &series.vs);
     let mut set = |i: usize, v: f64| {
         values[i] = v;
@@ -270,7 +269,7 @@ fn eval_series(
     match kernel {
         Kernel::Extrapolated(how) => {
             let mut batch = kernels::EdgeBatch::new(input.range);
-            windows(input, s, |i, lo, hi, monotonic| {
+            windows(input, &series, |i, lo, hi, monotonic| {
                 let edges = how.edges(
                     &ts[lo..hi],
                     &vs[lo..hi],
@@ -290,7 +289,7 @@ fn eval_series(
         }
         Kernel::Window(kernel) => {
             let mut param_now = vec![0.0; params.len()];
-            windows(input, s, |i, lo, hi, monotonic| {
+            windows(input, &series, |i, lo, hi, monotonic| {
                 for (p, v) in param_now.iter_mut().zip(params) {
                     *p = v[i];
                 }
@@ -323,15 +322,14 @@ enum Kernel {
 }
 
 /// Calls `f(step, lo, hi, monotonic)` for every step whose window holds samples
-/// `lo..hi` of series `s` (at least one); `monotonic` tells that none of them is lower than
+/// `lo..hi` of `series`, one of `input`'s (at least one); `monotonic` tells that none of them is lower than
 /// the one before. The windows slide forward with the steps (window ends never decrease),
 /// so each step moves two cursors instead of searching.
 fn windows(
     input: &super::eval::RangeInput,
-    s: usize,
+    series: &super::eval::RawSeries,
     mut f: impl FnMut(usize, usize, usize, bool) -> Result<(), EngineError>,
 ) -> Result<(), EngineError> {
-    let series = &input.series[s];
     let ts = &series.ts;
     // Decreases up to each sample, so a window can tell at once that it has none (the usual
     // case for a counter) and spare the kernel its search for resets.
@@ -392,9 +390,9 @@ pub(super) fn go_float(v: f64) -> String {
 }
 
 /// Prometheus's info when `rate`/`increase` read a metric whose name says it is no counter.
-fn counter_info(ev: &mut Evaluator<'_>, series: &[super::eval::RawSeries]) {
-    for s in series {
-        if let Some(name) = s.labels.get("__name__") {
+fn counter_info(ev: &mut Evaluator<'_>, series: &super::eval::Selected) {
+    for s in 0..series.len() {
+        if let Some(name) = series.labels(s).get("__name__") {
             if !["_total", "_sum", "_count", "_bucket"]
                 .iter()
                 .any(|suffix| name.ends_with(suffix))
@@ -497,7 +495,7 @@ fn timestamp(ev: &mut Evaluator<'_>, args: &[Box<Expr>], grid: Grid) -> Result<V
     }
     if let Expr::VectorSelector(vs) = arg {
         let out = ev.pick_samples(vs, grid, true, |t, _| t as f64 / 1000.0);
-        return Ok(Val::Vector(out.merge_equal_labels()?));
+        return Ok(Val::Vector(out?.merge_equal_labels()?));
     }
     let v = vector_arg(ev, args, 0, grid)?;
     Ok(Val::Vector(map_steps(v, |_, i| grid.t(i) as f64 / 1000.0)?))
@@ -555,12 +553,16 @@ fn absent_over_time(
     let input = ev.range_input(arg, grid)?;
     let mut out = StepVector::new(grid.n);
     let id = out.push_empty(absent_labels(arg));
-    for i in 0..grid.n {
-        let any = (0..input.series.len()).any(|s| {
-            let (lo, hi) = input.bounds(s, i);
-            hi > lo
-        });
-        if !any {
+    let mut present = vec![false; grid.n];
+    for s in 0..input.series.len() {
+        let series = input.series.get(s)?;
+        for (i, p) in present.iter_mut().enumerate() {
+            let (lo, hi) = input.bounds(&series, i);
+            *p |= hi > lo;
+        }
+    }
+    for (i, p) in present.iter().enumerate() {
+        if !p {
             out.set(id, i, 1.0);
         }
     }

@@ -221,3 +221,70 @@ fn too_many_samples_is_an_execution_error() {
         "{out:?}"
     );
 }
+
+/// Selections big enough to stay compressed until read answer as small ones, which are
+/// decoded at once: each query over 300 series is compared, series by series, with the
+/// same query over one series alone.
+#[test]
+fn big_selections_read_lazily_answer_as_small_ones() {
+    let mut s = MemoryStore::new();
+    let points = 4_000i64;
+    for i in 0..300i64 {
+        let stale = f64::from_bits(super::eval::STALE_NAN);
+        let samples: Vec<(i64, f64)> = (0..points)
+            .map(|k| {
+                let t = k * 15_000 + i * 7;
+                // A reset, a staleness marker and a gap in some series.
+                let v = match k {
+                    1_000 if i % 3 == 0 => stale,
+                    _ if k % 900 == 0 && i % 2 == 0 => 1.0,
+                    _ => (k * (i + 1)) as f64 + (k % 900) as f64,
+                };
+                (t, v)
+            })
+            .filter(|(t, _)| !(i % 5 == 0 && (20_000_000..23_000_000).contains(t)))
+            .collect();
+        s.append(
+            labels(&[("__name__", "big_total"), ("i", &i.to_string())]),
+            &samples,
+        );
+    }
+    let bound: usize = 300 * points as usize;
+    assert!(bound >= super::eval::LAZY_SAMPLES, "{bound}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let engine = Engine::default();
+    let range = |q: &str| {
+        let expr = promql_parser::parser::parse(q).unwrap();
+        match rt
+            .block_on(engine.query_range(&s, &expr, 600_000, 59_000_000, 60_000))
+            .unwrap()
+            .value
+        {
+            Value::Matrix(m) => m,
+            other => panic!("{q}: {other:?}"),
+        }
+    };
+    for q in [
+        "big_total{}",
+        "rate(big_total{}[5m])",
+        "count_over_time(big_total{}[10m])",
+        "last_over_time(big_total{}[1m])",
+        "timestamp(big_total{})",
+    ] {
+        let all = range(&q.replace("{}", ""));
+        assert_eq!(all.len(), 300, "{q}");
+        for i in [0, 1, 2, 5, 150, 299] {
+            let one = range(&q.replace("{}", &format!("{{i=\"{i}\"}}")));
+            let from_all = all
+                .iter()
+                .find(|s| s.labels.get("i") == Some(i.to_string().as_str()))
+                .unwrap_or_else(|| panic!("{q}: series {i} missing"));
+            assert_eq!(one.len(), 1, "{q} {i}");
+            assert_eq!(one[0].points, from_all.points, "{q} series {i}");
+        }
+    }
+    let absent = range("absent_over_time(big_total[1m])");
+    assert!(absent.is_empty(), "{absent:?}");
+}

@@ -155,6 +155,58 @@ impl RemoteSeries {
         Ok(())
     }
 
+    /// How many samples [`samples`](Self::samples) yields, from chunk headers where a chunk
+    /// lies inside the range and by decoding the ones it cuts.
+    pub fn count(&self, start_ms: i64, end_ms: i64) -> Result<usize, ChunkError> {
+        match &self.data {
+            SeriesData::Samples(s) => {
+                let from = s.partition_point(|(t, _)| *t < start_ms);
+                let to = s.partition_point(|(t, _)| *t <= end_ms);
+                Ok(to.saturating_sub(from))
+            }
+            SeriesData::Chunks(chunks) => {
+                let mut n = 0;
+                for chunk in chunks {
+                    if chunk.max_time_ms < start_ms {
+                        continue;
+                    }
+                    if chunk.min_time_ms > end_ms {
+                        break;
+                    }
+                    let mut it = xor_samples(&chunk.data)?;
+                    if chunk.min_time_ms >= start_ms && chunk.max_time_ms <= end_ms {
+                        n += usize::from(it.num_samples());
+                    } else {
+                        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+                        it.decode_into(&mut ts, &mut vs)?;
+                        n += ts
+                            .iter()
+                            .filter(|t| (start_ms..=end_ms).contains(*t))
+                            .count();
+                    }
+                }
+                Ok(n)
+            }
+            SeriesData::Listed => Ok(0),
+        }
+    }
+
+    /// At least as many samples as [`samples`](Self::samples) yields, from chunk headers
+    /// alone: every sample of every chunk the range touches.
+    pub fn samples_bound(&self, start_ms: i64, end_ms: i64) -> usize {
+        match &self.data {
+            SeriesData::Chunks(chunks) => chunks
+                .iter()
+                .filter(|c| c.max_time_ms >= start_ms && c.min_time_ms <= end_ms)
+                .map(|c| match c.data.get(..2) {
+                    Some(&[a, b]) => usize::from(u16::from_be_bytes([a, b])),
+                    _ => 0,
+                })
+                .sum(),
+            _ => self.count(start_ms, end_ms).unwrap_or(0),
+        }
+    }
+
     /// Every sample, decoded into a vector.
     pub fn all_samples(&self) -> Result<Vec<(i64, f64)>, ChunkError> {
         self.samples(i64::MIN, i64::MAX).collect()
