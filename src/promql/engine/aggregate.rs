@@ -139,30 +139,21 @@ fn streaming(input: &StepVector, group_of: &[usize], groups: &[Labels], op: &str
             |a, _, _| *a += 1.0,
         ),
         "group" => fold_rows(input, group_of, &mut out, &mut [], |_| 1.0, |_, _, _| {}),
-        "min" => fold_rows(
-            input,
-            group_of,
-            &mut out,
-            &mut [],
-            |v| v,
-            |a, _, v| {
-                if v < *a || a.is_nan() {
-                    *a = v;
-                }
-            },
-        ),
-        "max" => fold_rows(
-            input,
-            group_of,
-            &mut out,
-            &mut [],
-            |v| v,
-            |a, _, v| {
-                if v > *a || a.is_nan() {
-                    *a = v;
-                }
-            },
-        ),
+        "min" | "max" => {
+            let min = op == "min";
+            fold_rows(
+                input,
+                group_of,
+                &mut out,
+                &mut [],
+                |v| v,
+                |a, _, v| {
+                    if (if min { v < *a } else { v > *a }) || a.is_nan() {
+                        *a = v;
+                    }
+                },
+            )
+        }
         _ => {}
     }
     out.drop_empty();
