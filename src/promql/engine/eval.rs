@@ -597,7 +597,6 @@ fn collect_selectors(
     }
 }
 
-/// Series by selector, and the warnings of backends that failed.
 /// Every selector's series, how many samples they hold, and the warnings of stores that
 /// failed.
 type Fetched = (HashMap<usize, Arc<Selected>>, usize, Vec<String>);
@@ -668,8 +667,14 @@ async fn fetch<S: Store>(
         let (selected, samples) = if bound < LAZY_SAMPLES {
             let decoded = Selected::Stored { series: all, read };
             let series = (0..decoded.len())
-                .map(|i| decoded.get(i).map(Cow::into_owned))
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(|i| {
+                    let mut raw = decoded.get(i)?.into_owned();
+                    // Held until the query ends: without the slack growth left behind.
+                    raw.ts.shrink_to_fit();
+                    raw.vs.shrink_to_fit();
+                    Ok(raw)
+                })
+                .collect::<Result<Vec<_>, EngineError>>()?;
             let samples = series.iter().map(|s| s.ts.len()).sum();
             (Selected::Decoded(series), samples)
         } else {

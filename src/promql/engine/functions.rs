@@ -321,10 +321,10 @@ enum Kernel {
     Window(kernels::RangeKernel),
 }
 
-/// Calls `f(step, lo, hi, monotonic)` for every step whose window holds samples
-/// `lo..hi` of `series`, one of `input`'s (at least one); `monotonic` tells that none of them is lower than
-/// the one before. The windows slide forward with the steps (window ends never decrease),
-/// so each step moves two cursors instead of searching.
+/// Calls `f(step, lo, hi, monotonic)` for every step whose window holds samples `lo..hi`
+/// (at least one) of `series`, one of `input`'s; `monotonic` tells that none of them is
+/// lower than the one before. The windows slide forward with the steps (window ends never
+/// decrease), so each step moves two cursors instead of searching.
 fn windows(
     input: &super::eval::RangeInput,
     series: &super::eval::RawSeries,
