@@ -112,6 +112,12 @@ pub(super) enum Selected {
         read: Read,
     },
     Decoded(Vec<RawSeries>),
+    /// A subquery's points: a row per series (none empty) at the steps of `grid`, turned
+    /// into samples one series at a time.
+    Steps {
+        steps: StepVector,
+        grid: Grid,
+    },
 }
 
 /// Selections that may hold at least this many samples stay compressed until read.
@@ -139,6 +145,7 @@ impl Selected {
         match self {
             Selected::Stored { series, .. } => series.len(),
             Selected::Decoded(series) => series.len(),
+            Selected::Steps { steps, .. } => steps.len(),
         }
     }
 
@@ -150,13 +157,41 @@ impl Selected {
         match self {
             Selected::Stored { series, .. } => &series[i].labels,
             Selected::Decoded(series) => &series[i].labels,
+            Selected::Steps { steps, .. } => &steps.labels[i],
         }
+    }
+
+    /// Every series' samples in `(from, to]`, staleness markers left out; series without
+    /// any are left out.
+    pub fn windows(&self, from: i64, to: i64) -> Result<Vec<RawSeries>, EngineError> {
+        let mut out = Vec::new();
+        for s in 0..self.len() {
+            let series = self.get(s)?;
+            let w = window(&series, from, to);
+            if !w.ts.is_empty() {
+                out.push(w);
+            }
+        }
+        Ok(out)
     }
 
     /// Series `i` with its samples, decoded now when stored.
     pub fn get(&self, i: usize) -> Result<Cow<'_, RawSeries>, EngineError> {
         match self {
             Selected::Decoded(series) => Ok(Cow::Borrowed(&series[i])),
+            Selected::Steps { steps, grid } => {
+                let mut raw = RawSeries {
+                    labels: steps.labels[i].clone(),
+                    ..RawSeries::default()
+                };
+                for k in 0..grid.n {
+                    if let Some(x) = steps.get(i, k) {
+                        raw.ts.push(grid.t(k));
+                        raw.vs.push(x);
+                    }
+                }
+                Ok(Cow::Owned(raw))
+            }
             Selected::Stored { series, read } => {
                 let series = &series[i];
                 let mut raw = RawSeries {
@@ -831,16 +866,7 @@ impl Evaluator<'_> {
     ) -> Result<Vec<RawSeries>, EngineError> {
         let range = ms.range.as_millis() as i64;
         let t = self.shifted(&ms.vs.at, &ms.vs.offset, grid, 0);
-        let data = self.data_of(&ms.vs);
-        let mut out = Vec::new();
-        for s in 0..data.len() {
-            let series = data.get(s)?;
-            let w = window(&series, t.saturating_sub(range), t);
-            if !w.ts.is_empty() {
-                out.push(w);
-            }
-        }
-        Ok(out)
+        self.data_of(&ms.vs).windows(t.saturating_sub(range), t)
     }
 
     /// The series a range function reads: from a range selector or a subquery, with the
@@ -861,7 +887,7 @@ impl Evaluator<'_> {
                 let ends = (0..grid.n)
                     .map(|i| self.shifted(&sq.at, &sq.offset, grid, i))
                     .collect();
-                let series = Arc::new(Selected::Decoded(self.subquery_series(sq, grid)?));
+                let series = Arc::new(self.subquery_series(sq, grid)?);
                 Ok(RangeInput {
                     series,
                     ends,
@@ -879,21 +905,13 @@ impl Evaluator<'_> {
     fn subquery(&mut self, sq: &SubqueryExpr, grid: Grid) -> Result<Vec<RawSeries>, EngineError> {
         let t = self.shifted(&sq.at, &sq.offset, grid, 0);
         let range = sq.range.as_millis() as i64;
-        Ok(self
-            .subquery_series(sq, grid)?
-            .iter()
-            .map(|s| window(s, t.saturating_sub(range), t))
-            .filter(|s| !s.ts.is_empty())
-            .collect())
+        self.subquery_series(sq, grid)?
+            .windows(t.saturating_sub(range), t)
     }
 
     /// The inner expression of a subquery evaluated at its own steps (multiples of its
     /// step) across every window the outer grid needs.
-    fn subquery_series(
-        &mut self,
-        sq: &SubqueryExpr,
-        grid: Grid,
-    ) -> Result<Vec<RawSeries>, EngineError> {
+    fn subquery_series(&mut self, sq: &SubqueryExpr, grid: Grid) -> Result<Selected, EngineError> {
         let step = sq
             .step
             .map(|s| s.as_millis() as i64)
@@ -915,35 +933,26 @@ impl Evaluator<'_> {
         if inner.n > self.engine.options().max_samples {
             return Err(too_many_samples());
         }
-        let val = self.eval(&sq.expr, inner)?;
-        Ok(match val {
-            Val::Vector(v) => (0..v.len())
-                .map(|s| {
-                    let mut r = RawSeries {
-                        labels: v.labels[s].clone(),
-                        ..RawSeries::default()
-                    };
-                    for i in 0..inner.n {
-                        if let Some(x) = v.get(s, i) {
-                            r.ts.push(inner.t(i));
-                            r.vs.push(x);
-                        }
-                    }
-                    r
-                })
-                .filter(|r| !r.ts.is_empty())
-                .collect(),
-            Val::Scalar(v) => vec![RawSeries {
-                labels: Labels::default(),
-                ts: (0..inner.n).map(|i| inner.t(i)).collect(),
-                vs: v,
-            }],
+        let steps = match self.eval(&sq.expr, inner)? {
+            Val::Vector(mut v) => {
+                v.drop_empty();
+                v
+            }
+            Val::Scalar(values) => {
+                let mut v = StepVector::new(inner.n);
+                let id = v.push_empty(Labels::default());
+                for (k, x) in values.into_iter().enumerate().take(inner.n) {
+                    v.set(id, k, x);
+                }
+                v
+            }
             _ => {
                 return Err(EngineError::BadData(
                     "subquery is only allowed on instant vector".into(),
                 ));
             }
-        })
+        };
+        Ok(Selected::Steps { steps, grid: inner })
     }
 }
 
@@ -981,8 +990,8 @@ fn window(s: &RawSeries, from: i64, to: i64) -> RawSeries {
 
 /// Input of a range function: series, and per step the end of its window.
 pub(super) struct RangeInput {
-    /// Shared with the fetched data, never copied: range selectors' series hold no
-    /// staleness markers.
+    /// Shared with the fetched data (or a subquery's points), never copied; series read
+    /// from it hold no staleness markers.
     pub series: Arc<Selected>,
     /// Window end per step; the window is `(end - range, end]`.
     pub ends: Vec<i64>,
