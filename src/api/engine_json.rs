@@ -187,7 +187,7 @@ fn write_point(out: &mut Vec<u8>, t: i64, v: f64, first: bool) {
     }
 }
 
-/// Where a value's bytes go: the answer itself, or one point's stack buffer.
+/// Where a value's bytes go: the answer itself, or the room made for one point.
 trait Sink {
     fn put(&mut self, b: u8);
     fn put_all(&mut self, bytes: &[u8]);
@@ -213,7 +213,7 @@ impl Sink for Vec<u8> {
     }
 }
 
-/// Room for any point: `[`, a timestamp of at most 21 bytes, `,"`, a value of at most 25
+/// Room for any point: `,[`, a timestamp of at most 21 bytes, `,"`, a value of at most 25
 /// and `"]`.
 const POINT: usize = 64;
 
