@@ -54,20 +54,9 @@ TARGET_DIR="$(cargo_target_dir)"
 find_prometheus
 
 BEGAN=$(date +%s)
-WORK="$(mktemp -d -t promgate-blocks.XXXXXX)"
 PROM_PID=""
 MOTO_PID=""
-cleanup() {
-	# shellcheck disable=SC2086 # empty when not started
-	stop $PROM_PID $MOTO_PID
-	if [ "$KEEP_WORKDIR" = 1 ]; then
-		log "kept $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+work_dir blocks PROM_PID MOTO_PID
 
 log "building promgate and example engine_data (release)"
 (cd "$ROOT" && cargo build --release --quiet --bin promgate --example engine_data)

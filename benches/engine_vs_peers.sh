@@ -49,20 +49,9 @@ if [ -z "$VM_BIN" ]; then
 	fi
 fi
 
-WORK="$(mktemp -d -t promgate-engine.XXXXXX)"
 PROM_PID=""
 VM_PID=""
-cleanup() {
-	# shellcheck disable=SC2086 # empty when not started
-	stop $PROM_PID $VM_PID
-	if [ "$KEEP_WORKDIR" = 1 ]; then
-		log "kept $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+work_dir engine PROM_PID VM_PID
 
 log "building examples engine_data and engine_time (release)"
 (cd "$ROOT" && cargo build --release --quiet --example engine_data --example engine_time)

@@ -73,13 +73,41 @@ wait_ok() {
 	die "$4 is not ready after 60 s"
 }
 
-# stop PID...: SIGTERM and wait for each (already gone is fine).
+# stop PID...: SIGTERM to each, then wait for each (already gone is fine).
 stop() {
 	local pid
 	for pid in "$@"; do
 		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "$@"; do
 		wait "$pid" 2>/dev/null || true
 	done
+}
+
+# work_dir NAME VAR...: sets WORK to a new temp dir; on exit stops the processes whose pids
+# the variables VAR... hold then (scalars or arrays, empty when not started) and removes
+# WORK, unless KEEP_WORKDIR=1.
+work_dir() {
+	WORK="$(mktemp -d -t "promgate-$1.XXXXXX")"
+	shift
+	WORK_PID_VARS=("$@")
+	trap work_dir_cleanup EXIT
+	trap 'exit 130' INT TERM
+}
+
+work_dir_cleanup() {
+	local var pids=()
+	for var in "${WORK_PID_VARS[@]}"; do
+		local -n held="$var"
+		pids+=("${held[@]}")
+		unset -n held
+	done
+	stop "${pids[@]}"
+	if [ "${KEEP_WORKDIR:-0}" = 1 ]; then
+		log "kept $WORK"
+	else
+		rm -rf "$WORK"
+	fi
 }
 
 # backfill OPENMETRICS DATA_DIR LOG [MAX_BLOCK_DURATION]: promtool's blocks from a file.

@@ -61,24 +61,8 @@ done
 [ -n "$PROM_DIR" ] || die "Prometheus not found; see .ci/run for how to install 2.42 and 3.5"
 PROM_VERSION="$("$PROM_DIR/prometheus" --version 2>&1 | sed -n 's/^prometheus, version \([^ ]*\).*/\1/p')"
 
-WORK="$(mktemp -d -t promgate-bench.XXXXXX)"
 PIDS=()
-cleanup() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		wait "$pid" 2>/dev/null || true
-	done
-	if [ "$KEEP_WORKDIR" = 1 ]; then
-		log "kept $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+work_dir bench PIDS
 
 # A port nobody listens on; bash's /dev/tcp fails to connect to a free one.
 free_port() {

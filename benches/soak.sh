@@ -41,20 +41,9 @@ need curl awk python3
 TARGET_DIR="$(cargo_target_dir)"
 find_prometheus
 
-WORK="$(mktemp -d -t promgate-soak.XXXXXX)"
 PROM_PID=""
 GATE_PID=""
-cleanup() {
-	# shellcheck disable=SC2086 # empty when not started
-	stop $GATE_PID $PROM_PID
-	if [ "$KEEP_WORKDIR" = 1 ]; then
-		log "kept $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+work_dir soak PROM_PID GATE_PID
 
 log "building promgate and examples synth, load_client (release)"
 (cd "$ROOT" && cargo build --release --quiet --bin promgate --example synth --example load_client)
