@@ -1,9 +1,9 @@
 //! Decoding and encoding Prometheus query answers, the work promgate adds to every answer it
 //! has to merge (HA range queries) rather than relay: a range answer of 200 series x 1 441
 //! points (about 7 MB) as Prometheus writes it.
-//!
 //! The engine's answers are written without a decode: `engine_matrix` writes a matrix of
-//! 200 series x 1 441 points of rates and gauges (fractional values, as most answers hold).
+//! 200 series x 1 441 points, once of rates and gauges mixed (`encode`), once of rates alone
+//! (`rates`, the longest values there are).
 //!
 //! `cargo bench --bench json`
 
@@ -58,23 +58,33 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
 
-    let matrix = engine_matrix(200, 1441);
-    let mut sized = Vec::new();
-    promgate::api::engine_json::write_engine_value(&mut sized, &matrix, 0);
     let mut group = c.benchmark_group("engine_matrix");
-    group.throughput(Throughput::Bytes(sized.len() as u64));
-    group.bench_function("encode", |b| {
-        b.iter(|| {
-            let mut out = Vec::with_capacity(sized.len());
-            promgate::api::engine_json::write_engine_value(&mut out, &matrix, 0);
-            out
-        })
-    });
+    for (name, mix) in [("encode", Mix::Mixed), ("rates", Mix::Rates)] {
+        let matrix = engine_matrix(200, 1441, mix);
+        let mut sized = Vec::new();
+        promgate::api::engine_json::write_engine_value(&mut sized, &matrix, 0);
+        group.throughput(Throughput::Bytes(sized.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut out = Vec::with_capacity(sized.len());
+                promgate::api::engine_json::write_engine_value(&mut out, &matrix, 0);
+                out
+            })
+        });
+    }
     group.finish();
 }
 
-/// Rates (fractions with many digits), gauges with two decimals and integer counts.
-fn engine_matrix(series: usize, points: usize) -> promgate::promql::engine::Value {
+/// What an engine answer's values look like.
+#[derive(Clone, Copy)]
+enum Mix {
+    /// Rates (fractions with many digits), gauges with two decimals and integer counts.
+    Mixed,
+    /// Rates only, as `rate(...)` answers: 16 or 17 significant digits each.
+    Rates,
+}
+
+fn engine_matrix(series: usize, points: usize, mix: Mix) -> promgate::promql::engine::Value {
     use promgate::model::Labels;
     use promgate::promql::engine::{RangeSeries, Value};
     Value::Matrix(
@@ -87,7 +97,11 @@ fn engine_matrix(series: usize, points: usize) -> promgate::promql::engine::Valu
                 points: (0..points)
                     .map(|p| {
                         let t = 1_700_000_000_000 + p as i64 * 15_000;
-                        let v = match s % 3 {
+                        let kind = match mix {
+                            Mix::Mixed => s % 3,
+                            Mix::Rates => 0,
+                        };
+                        let v = match kind {
                             0 => (s * 7 + p * 13) as f64 / 15.0,
                             1 => ((s * 100 + p) as f64 * 0.37).round() / 100.0,
                             _ => (s * 1000 + p) as f64,

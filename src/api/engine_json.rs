@@ -23,25 +23,23 @@ fn put_value(out: &mut impl Sink, v: f64) {
         });
         return;
     }
-    // Whole numbers below 2^53 are exact, and their shortest digits are their own.
-    if v == v.trunc() && v.abs() < 9_007_199_254_740_992.0 {
-        if v == 0.0 && v.is_sign_negative() {
-            out.put_all(b"-0");
-        } else {
-            if v < 0.0 {
-                out.put(b'-');
-            }
-            out.put_decimal(v.abs() as u64);
+    let abs = v.abs();
+    // Whole numbers below 2^53 are exact, and their shortest digits are their own. (A
+    // round trip through an integer tells them apart without a call to `trunc`.)
+    let whole = abs as i64;
+    if abs < 9_007_199_254_740_992.0 && whole as f64 == abs {
+        if v.is_sign_negative() {
+            out.put(b'-');
         }
+        out.put_decimal(whole as u64);
         return;
     }
-    let mut buf = ryu::Buffer::new();
+    let mut buf = zmij::Buffer::new();
     let text = buf.format_finite(v).as_bytes();
-    let abs = v.abs();
-    // Fractions from 1e-5 up ryu writes without an exponent, exactly as Go does (every
+    // Fractions from 1e-5 up zmij writes without an exponent, exactly as Go does (every
     // number from 2^53 up is whole).
     if (1e-5..9_007_199_254_740_992.0).contains(&abs) {
-        out.put_text(text);
+        out.put_all(text);
         return;
     }
     let (negative, digits, point) = shortest_digits(text);
@@ -67,7 +65,7 @@ impl Digits {
     }
 }
 
-/// The shortest decimal digits of a number written by ryu (`-1.25e-7`, `123.5`), as sign,
+/// The shortest decimal digits of a number written by zmij (`-1.25e-7`, `1e+30`, `123.5`), as sign,
 /// significant digits (no leading or trailing zeros) and the position of the decimal point
 /// relative to them: the number is `0.DIGITS × 10^point`.
 fn shortest_digits(text: &[u8]) -> (bool, Digits, i32) {
@@ -81,6 +79,7 @@ fn shortest_digits(text: &[u8]) -> (bool, Digits, i32) {
     };
     let mut point: i32 = match exp.split_first() {
         Some((b'-', digits)) => -parse_small(digits),
+        Some((b'+', digits)) => parse_small(digits),
         _ => parse_small(exp),
     };
     let mut digits = Digits {
@@ -156,7 +155,7 @@ fn write_exponent(out: &mut impl Sink, digits: &[u8], point: i32) {
 /// `[t,"v"]` (after a comma unless `first`), written into room made for it at the end of
 /// `out`: the answer's bulk is points, and a handful of small appends each would cost more
 /// than writing them.
-fn write_point(out: &mut Vec<u8>, t: i64, v: f64, first: bool) {
+fn write_point(out: &mut Vec<u8>, t: i64, v: f64, first: bool, stamps: &mut Stamps) {
     let at = out.len();
     out.resize(at + POINT, 0);
     let mut p = Point {
@@ -168,7 +167,7 @@ fn write_point(out: &mut Vec<u8>, t: i64, v: f64, first: bool) {
         p.put(b',');
     }
     p.put(b'[');
-    put_timestamp(&mut p, t);
+    put_timestamp(&mut p, t, stamps);
     p.put_all(b",\"");
     put_value(&mut p, v);
     p.put_all(b"\"]");
@@ -195,11 +194,6 @@ trait Sink {
     /// `n` in decimal.
     fn put_decimal(&mut self, n: u64) {
         self.put_all(itoa::Buffer::new().format(n).as_bytes());
-    }
-
-    /// Text another formatter just wrote into its own buffer.
-    fn put_text(&mut self, text: &[u8]) {
-        self.put_all(text);
     }
 }
 
@@ -292,20 +286,6 @@ impl Sink for Point<'_> {
         }
         self.len += len;
     }
-
-    /// Byte by byte: the formatter wrote its text in small stores, and wide loads of it
-    /// would wait for them to reach the cache.
-    #[inline(always)]
-    fn put_text(&mut self, text: &[u8]) {
-        let Some(to) = self.buf.get_mut(self.len..self.len + text.len()) else {
-            self.overflow = true;
-            return;
-        };
-        for (to, from) in to.iter_mut().zip(text) {
-            *to = *from;
-        }
-        self.len += text.len();
-    }
 }
 
 /// `00` to `99`.
@@ -318,13 +298,43 @@ const PAIRS: &[u8; 200] = b"\
 
 /// A timestamp in seconds as Prometheus writes it (`1700000000.5`).
 #[inline(always)]
-fn put_timestamp(out: &mut impl Sink, ms: i64) {
+fn put_timestamp(out: &mut impl Sink, ms: i64, stamps: &mut Stamps) {
     let (negative, seconds, fraction) = timestamp_parts(ms);
     if negative {
         out.put(b'-');
     }
-    out.put_decimal(seconds);
+    if seconds < 10_000 {
+        out.put_decimal(seconds);
+    } else {
+        let (high, low) = (seconds / 10_000, (seconds % 10_000) as usize);
+        out.put_all(stamps.leading(high));
+        let (a, b) = (low / 100 * 2, low % 100 * 2);
+        out.put_all(&[PAIRS[a], PAIRS[a + 1], PAIRS[b], PAIRS[b + 1]]);
+    }
     out.put_all(fraction.as_slice());
+}
+
+/// The leading digits (all but the last four) of the seconds last written, as text. A
+/// series' points are steps apart, so their seconds mostly share those digits, and only the
+/// last four need writing anew: one division instead of five.
+#[derive(Default)]
+struct Stamps {
+    high: u64,
+    text: [u8; 20],
+    len: usize,
+}
+
+impl Stamps {
+    fn leading(&mut self, high: u64) -> &[u8] {
+        if high != self.high || self.len == 0 {
+            let mut digits = itoa::Buffer::new();
+            let digits = digits.format(high).as_bytes();
+            self.text[..digits.len()].copy_from_slice(digits);
+            self.len = digits.len();
+            self.high = high;
+        }
+        &self.text[..self.len]
+    }
 }
 
 /// `{"resultType":...,"result":...}` for an engine answer; `at_ms` is an instant query's
@@ -340,7 +350,7 @@ pub fn write_engine_value(out: &mut Vec<u8>, value: &Value, at_ms: i64) {
     out.extend_from_slice(kind.as_bytes());
     out.extend_from_slice(b"\",\"result\":");
     match value {
-        Value::Scalar(v) => write_point(out, at_ms, *v, true),
+        Value::Scalar(v) => write_point(out, at_ms, *v, true, &mut Stamps::default()),
         Value::String(s) => {
             out.push(b'[');
             write_timestamp(out, at_ms);
@@ -348,13 +358,16 @@ pub fn write_engine_value(out: &mut Vec<u8>, value: &Value, at_ms: i64) {
             write_str(out, s);
             out.push(b']');
         }
-        Value::Vector(samples) => write_array(out, samples, |out, s| {
-            out.extend_from_slice(b"{\"metric\":");
-            write_labels(out, &s.labels);
-            out.extend_from_slice(b",\"value\":");
-            write_point(out, at_ms, s.value, true);
-            out.push(b'}');
-        }),
+        Value::Vector(samples) => {
+            let mut stamps = Stamps::default();
+            write_array(out, samples, |out, s| {
+                out.extend_from_slice(b"{\"metric\":");
+                write_labels(out, &s.labels);
+                out.extend_from_slice(b",\"value\":");
+                write_point(out, at_ms, s.value, true, &mut stamps);
+                out.push(b'}');
+            })
+        }
         Value::Matrix(series) => write_matrix(out, series),
     }
     out.push(b'}');
@@ -418,6 +431,7 @@ fn out_size_hint(series: &[RangeSeries]) -> usize {
 /// `{"metric":...,"values":[...]}` for each series, comma-separated, after a comma too
 /// unless `first`.
 fn write_series(out: &mut Vec<u8>, series: &[RangeSeries], first: bool) {
+    let mut stamps = Stamps::default();
     for (i, s) in series.iter().enumerate() {
         if !(first && i == 0) {
             out.push(b',');
@@ -426,7 +440,7 @@ fn write_series(out: &mut Vec<u8>, series: &[RangeSeries], first: bool) {
         write_labels(out, &s.labels);
         out.extend_from_slice(b",\"values\":[");
         for (k, &(t, v)) in s.points.iter().enumerate() {
-            write_point(out, t, v, k == 0);
+            write_point(out, t, v, k == 0, &mut stamps);
         }
         out.extend_from_slice(b"]}");
     }
@@ -548,7 +562,7 @@ mod tests {
                 continue;
             }
             // Where the shortest digits end on an exact tie, Rust's own formatting rounds
-            // up while Go's strconv (and ryu) round to even: Prometheus writes the even one.
+            // up while Go's strconv (and zmij) round to even: Prometheus writes the even one.
             // Anything else must agree.
             let what = format!("{v:e} ({:#x}): {ours} vs {slow}", v.to_bits());
             assert_eq!(ours.parse::<f64>().unwrap(), v, "{what}");
@@ -624,6 +638,51 @@ mod tests {
         assert_eq!(
             parsed[5]["values"][2][0],
             serde_json::json!(1_700_000_030.5)
+        );
+    }
+
+    #[test]
+    fn timestamps_in_a_row_are_written_as_alone() {
+        // Runs that cross the kept leading digits (9_999 -> 10_000 s, 19_999 -> 20_000 s,
+        // 99_999_999 -> 100_000_000 s), negative times, and jumps back.
+        let mut times: Vec<i64> = Vec::new();
+        for around in [
+            0i64,
+            10_000_000,
+            20_000_000,
+            100_000_000_000,
+            1_700_000_000_000,
+        ] {
+            times.extend((-40..40).map(|k| around + k * 250));
+        }
+        times.extend([
+            -1,
+            -999,
+            -1_000,
+            -10_000_001,
+            5,
+            1_700_000_000_000,
+            999_999_999_999,
+        ]);
+        let series = vec![RangeSeries {
+            labels: Labels::new(vec![]),
+            points: times.iter().map(|&t| (t, 1.5)).collect(),
+        }];
+        let mut out = Vec::new();
+        write_series(&mut out, &series, true);
+        let mut expected = b"{\"metric\":{},\"values\":[".to_vec();
+        for (k, &t) in times.iter().enumerate() {
+            if k > 0 {
+                expected.push(b',');
+            }
+            expected.push(b'[');
+            write_timestamp(&mut expected, t);
+            expected.extend_from_slice(b",\"1.5\"]");
+        }
+        expected.extend_from_slice(b"]}");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(expected).unwrap()
         );
     }
 }
