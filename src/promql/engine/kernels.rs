@@ -240,8 +240,11 @@ impl Extrapolation {
             };
             if self.counter {
                 // A counter does not go below zero: do not extrapolate past where it would.
-                let to_zero = if change > 0.0 && b.first[k] >= 0.0 {
-                    sampled * (b.first[k] / change)
+                // (Both sides are computed and one chosen, with `&` rather than `&&`, so that
+                // the loop stays free of branches.)
+                let zero_point = sampled * (b.first[k] / change);
+                let to_zero = if (change > 0.0) & (b.first[k] >= 0.0) {
+                    zero_point
                 } else {
                     to_start
                 };
