@@ -29,6 +29,21 @@ fn write_blocks(bin: &PrometheusBinary, spec: &SynthSpec, dir: &Path, name: &str
     blocks
 }
 
+/// The block below `dir` that holds `t_ms`. promtool cuts blocks at multiples of its block
+/// range since the epoch (18 h when asked for at most 24 h), so data that spans such an
+/// instant is written as two blocks, and the first block by name need not hold `t_ms`.
+fn block_holding(dir: &Path, t_ms: i64) -> String {
+    block_names(dir)
+        .into_iter()
+        .find(|name| {
+            let meta = std::fs::read_to_string(dir.join(name).join("meta.json")).unwrap();
+            let meta: Value = serde_json::from_str(&meta).unwrap();
+            let (min, max) = (meta["minTime"].as_i64(), meta["maxTime"].as_i64());
+            min.is_some_and(|m| m <= t_ms) && max.is_some_and(|m| t_ms < m)
+        })
+        .unwrap_or_else(|| panic!("no block in {} holds {t_ms}", dir.display()))
+}
+
 /// The block directories below `dir`, by name.
 fn block_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -315,6 +330,8 @@ fn damaged_unfinished_and_deleted_blocks_are_skipped_or_reported() {
     let spec = SynthSpec::hours_until(end, 3);
     let blocks = write_blocks(&bin, &spec, dir.path(), "blocks");
     let good = block_names(&blocks);
+    // The instant queried below.
+    let t = end / 1000 - 1800;
     // Blocks of other data, each in a state that must keep its series out of answers.
     let other = |shard: &str| {
         let written = write_blocks(
@@ -323,14 +340,16 @@ fn damaged_unfinished_and_deleted_blocks_are_skipped_or_reported() {
             dir.path(),
             shard,
         );
-        let name = block_names(&written).remove(0);
+        let name = block_holding(&written, t * 1000);
         std::fs::rename(written.join(&name), blocks.join(&name)).unwrap();
         name
     };
     let deleted = other("deleted");
     std::fs::write(blocks.join(&deleted).join("deletion-mark.json"), "{}").unwrap();
     let unfinished = other("unfinished");
-    std::fs::remove_file(blocks.join(&unfinished).join("meta.json")).unwrap();
+    let unfinished_meta = blocks.join(&unfinished).join("meta.json");
+    let finished_meta = std::fs::read(&unfinished_meta).unwrap();
+    std::fs::remove_file(&unfinished_meta).unwrap();
     let downsampled = other("downsampled");
     let meta_path = blocks.join(&downsampled).join("meta.json");
     let mut meta: Value =
@@ -363,7 +382,6 @@ fn damaged_unfinished_and_deleted_blocks_are_skipped_or_reported() {
         ),
         (1.0, 1.0, 1.0, 1.0)
     );
-    let t = end / 1000 - 1800;
     let series = |gw: &Gateway| {
         let (status, body) = gw.get_json(&format!(
             "/api/v1/query?query={}&time={t}",
@@ -383,13 +401,11 @@ fn damaged_unfinished_and_deleted_blocks_are_skipped_or_reported() {
         "only the good blocks answer"
     );
 
-    // The unfinished block completes; a reload picks it up.
-    let meta = std::fs::read_to_string(blocks.join(&good[0]).join("meta.json")).unwrap();
-    std::fs::write(
-        blocks.join(&unfinished).join("meta.json"),
-        meta.replace(&good[0], &unfinished),
-    )
-    .unwrap();
+    // The unfinished block completes (its meta.json appears whole, as an upload's last
+    // step); a reload picks it up.
+    let staged = dir.path().join("meta.json.staged");
+    std::fs::write(&staged, finished_meta).unwrap();
+    std::fs::rename(&staged, &unfinished_meta).unwrap();
     let reload = post_form(&gw.url("/-/reload"), &[]);
     assert_eq!(reload.status, 200, "{}", reload.text());
     wait_until(Duration::from_secs(10), || state("partial") == 0.0);
