@@ -3,7 +3,8 @@
 //! points (about 7 MB) as Prometheus writes it.
 //! The engine's answers are written without a decode: `engine_matrix` writes a matrix of
 //! 200 series x 1 441 points, once of rates and gauges mixed (`encode`), once of rates alone
-//! (`rates`, the longest values there are).
+//! (`rates`, the longest values there are), and once more of rates as an answer is served
+//! (`rates_as_served`: in fresh memory, in pieces).
 //!
 //! `cargo bench --bench json`
 
@@ -71,6 +72,17 @@ fn bench(c: &mut Criterion) {
                 out
             })
         });
+        if let Mix::Rates = mix {
+            // As an answer is served: the whole envelope, into memory of its own each time,
+            // the parts written on other threads left as pieces.
+            group.bench_function("rates_as_served", |b| {
+                b.iter(|| {
+                    promgate::api::json::success_in_pieces(&[], &[], |out| {
+                        promgate::api::engine_json::write_engine_pieces(out, &matrix, 0)
+                    })
+                })
+            });
+        }
     }
     group.finish();
 }

@@ -66,7 +66,7 @@ fn jobs() -> Vec<(String, &'static str)> {
 const JSON_TIMED: [&str; 2] = ["range/raw", "range/rate"];
 
 /// Prints `json/<name>  best_ms  bytes`: the best time to write the query's answer as the
-/// API does (`write_engine_value`), after one warm-up.
+/// API does (`success_in_pieces` with `write_engine_pieces`), after one warm-up.
 fn time_json(
     rt: &tokio::runtime::Runtime,
     engine: &Engine,
@@ -91,10 +91,11 @@ fn time_json(
     let mut bytes = 0;
     for _ in 0..=runs {
         let started = Instant::now();
-        let mut out = Vec::new();
-        promgate::api::engine_json::write_engine_value(&mut out, &answer.value, 0);
+        let out = promgate::api::json::success_in_pieces(&[], &[], |out| {
+            promgate::api::engine_json::write_engine_pieces(out, &answer.value, 0)
+        });
         best = best.min(started.elapsed());
-        bytes = out.len();
+        bytes = out.byte_len();
     }
     println!("json/{name}\t{:.3}\t{bytes}", best.as_secs_f64() * 1000.0);
 }

@@ -157,6 +157,36 @@ fn aggregations_and_joins_across_data_centres_equal_one_prometheus() {
             assert_close(&ours, &theirs, &path);
         }
     }
+    // An answer big enough to be written on several threads and sent in pieces arrives
+    // whole: as Prometheus's, and the same through gzip over HTTP/2.
+    let big = format!(
+        "/api/v1/query_range?query={}&start={}&end={}&step=2",
+        enc(
+            "rate(demo_request_duration_seconds_bucket[5m]) / on (cluster, instance) group_left sum by (cluster, instance) (rate(demo_requests_total[5m]))"
+        ),
+        f.end - 2 * 3600,
+        f.end
+    );
+    let (status, ours) = f.gateway.get_json(&big);
+    assert_eq!(status, 200, "{ours}");
+    let points: usize = ours["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["values"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert!(points >= 100_000, "only {points} points");
+    let (_, theirs) = get_json(&format!("{}{big}", f.reference.url()));
+    assert_close(&ours, &theirs, &big);
+    let compressed = std::process::Command::new("curl")
+        .args(["-sf", "--compressed", "--http2-prior-knowledge"])
+        .arg(f.gateway.url(&big))
+        .output()
+        .expect("curl (bash .ci/run installs it)");
+    assert!(compressed.status.success(), "{compressed:?}");
+    let unpacked: Value = serde_json::from_slice(&compressed.stdout).unwrap();
+    assert_eq!(unpacked, ours);
+
     // Decomposable aggregations went to the groups as partial aggregations; the rest (and
     // range queries over the gap, where the replicas differ) were evaluated by promgate.
     let metrics = common::http_get(&f.gateway.url("/metrics")).unwrap().text();

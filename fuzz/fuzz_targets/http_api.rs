@@ -131,10 +131,10 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-fn body_bytes(response: http::Response<Full<Bytes>>) -> Bytes {
+fn body_bytes(response: http::Response<promgate::api::Body>) -> Bytes {
     use http_body_util::BodyExt;
     let (rt, _) = runtime();
     rt.block_on(response.into_body().collect())
-        .expect("a full body is infallible")
+        .expect("a body of bytes in memory is infallible")
         .to_bytes()
 }

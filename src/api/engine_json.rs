@@ -2,7 +2,7 @@
 //! form (`"1"`, `"0.1"`, `"1e-07"`, `"+Inf"`, `"NaN"`), exponent notation only below 1e-6
 //! and from 1e21 on, as Prometheus writes them.
 
-use super::json::{write_array, write_labels, write_str};
+use super::json::{Pieces, write_array, write_labels, write_str};
 use crate::promql::engine::{QueryStats, RangeSeries, Value};
 use crate::time::{timestamp_parts, write_timestamp};
 
@@ -341,27 +341,35 @@ impl Stamps {
 /// `{"resultType":...,"result":...}` for an engine answer; `at_ms` is an instant query's
 /// time (the timestamp of its vector samples and scalar).
 pub fn write_engine_value(out: &mut Vec<u8>, value: &Value, at_ms: i64) {
+    let mut pieces = Pieces::from(std::mem::take(out));
+    write_engine_pieces(&mut pieces, value, at_ms);
+    *out = pieces.into_vec();
+}
+
+/// As [`write_engine_value`], with a big matrix's parts left as pieces of their own.
+pub fn write_engine_pieces(out: &mut Pieces, value: &Value, at_ms: i64) {
     let kind = match value {
         Value::Scalar(_) => "scalar",
         Value::String(_) => "string",
         Value::Vector(_) => "vector",
         Value::Matrix(_) => "matrix",
     };
-    out.extend_from_slice(b"{\"resultType\":\"");
-    out.extend_from_slice(kind.as_bytes());
-    out.extend_from_slice(b"\",\"result\":");
+    let head = &mut out.open;
+    head.extend_from_slice(b"{\"resultType\":\"");
+    head.extend_from_slice(kind.as_bytes());
+    head.extend_from_slice(b"\",\"result\":");
     match value {
-        Value::Scalar(v) => write_point(out, at_ms, *v, true, &mut Stamps::default()),
+        Value::Scalar(v) => write_point(head, at_ms, *v, true, &mut Stamps::default()),
         Value::String(s) => {
-            out.push(b'[');
-            write_timestamp(out, at_ms);
-            out.push(b',');
-            write_str(out, s);
-            out.push(b']');
+            head.push(b'[');
+            write_timestamp(head, at_ms);
+            head.push(b',');
+            write_str(head, s);
+            head.push(b']');
         }
         Value::Vector(samples) => {
             let mut stamps = Stamps::default();
-            write_array(out, samples, |out, s| {
+            write_array(head, samples, |out, s| {
                 out.extend_from_slice(b"{\"metric\":");
                 write_labels(out, &s.labels);
                 out.extend_from_slice(b",\"value\":");
@@ -371,24 +379,25 @@ pub fn write_engine_value(out: &mut Vec<u8>, value: &Value, at_ms: i64) {
         }
         Value::Matrix(series) => write_matrix(out, series),
     }
-    out.push(b'}');
+    out.open.push(b'}');
 }
 
 /// Answers of at least this many points are written on several threads.
 const PARALLEL_POINTS: usize = 100_000;
 
 /// A matrix's `[...]`. A big one is cut into runs of series with about as many points each,
-/// written on as many threads (up to four) and joined in order.
-fn write_matrix(out: &mut Vec<u8>, series: &[RangeSeries]) {
+/// written on as many threads (up to four), each run into a piece of its own.
+fn write_matrix(out: &mut Pieces, series: &[RangeSeries]) {
     let points: usize = series.iter().map(|s| s.points.len()).sum();
     let threads = if points >= PARALLEL_POINTS {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
     } else {
         1
     };
-    out.push(b'[');
+    out.open.push(b'[');
     if threads <= 1 {
-        write_series(out, series, true);
+        out.open.reserve(size_bound(series));
+        write_series(&mut out.open, series, true);
     } else {
         let mut parts = Vec::with_capacity(threads);
         let (mut from, mut taken) = (0, 0);
@@ -399,34 +408,46 @@ fn write_matrix(out: &mut Vec<u8>, series: &[RangeSeries]) {
                 from = i + 1;
             }
         }
-        parts.push(&series[from..]);
+        if from < series.len() {
+            parts.push(&series[from..]);
+        }
         let written: Vec<Vec<u8>> = std::thread::scope(|scope| {
             let others: Vec<_> = parts[1..]
                 .iter()
                 .map(|part| {
                     scope.spawn(move || {
-                        let mut buf = Vec::with_capacity(out_size_hint(part));
+                        let mut buf = Vec::with_capacity(size_bound(part));
                         write_series(&mut buf, part, false);
                         buf
                     })
                 })
                 .collect();
-            write_series(out, parts[0], true);
+            out.open.reserve(size_bound(parts[0]));
+            write_series(&mut out.open, parts[0], true);
             others
                 .into_iter()
                 .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
                 .collect()
         });
         for part in written {
-            out.extend_from_slice(&part);
+            out.add(part);
         }
     }
-    out.push(b']');
+    out.open.push(b']');
 }
 
-/// About the bytes a run of series takes: 30 a point, plus their labels.
-fn out_size_hint(series: &[RangeSeries]) -> usize {
-    series.iter().map(|s| 30 * s.points.len() + 128).sum()
+/// About the most bytes a run of series takes: 44 a point (`,[`, a timestamp of this era
+/// with milliseconds, `,"`, at most 24 for the value, `"]`), each label its name and value
+/// and 6 more, and 30 a series; more only where labels need escaping. Room reserved and
+/// never written costs no memory, so the bound may be loose.
+fn size_bound(series: &[RangeSeries]) -> usize {
+    series
+        .iter()
+        .map(|s| {
+            let labels: usize = s.labels.iter().map(|(n, v)| n.len() + v.len() + 6).sum();
+            44 * s.points.len() + labels + 30
+        })
+        .sum()
 }
 
 /// `{"metric":...,"values":[...]}` for each series, comma-separated, after a comma too
@@ -625,8 +646,15 @@ mod tests {
             .collect();
         let points: usize = series.iter().map(|s| s.points.len()).sum();
         assert!(points >= PARALLEL_POINTS, "{points}");
-        let mut parted = Vec::new();
+        let mut parted = Pieces::default();
         write_matrix(&mut parted, &series);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        assert_eq!(
+            parted.len(),
+            threads + 1,
+            "a piece a thread, then the closing bracket"
+        );
+        let parted = parted.into_vec();
         let mut one = vec![b'['];
         write_series(&mut one, &series, true);
         one.push(b']');

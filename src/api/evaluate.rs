@@ -66,16 +66,17 @@ pub async fn evaluate(
     };
     let stats = params.non_empty("stats").is_some();
     Some(match result {
-        Ok(out) => Ok(Reply::Json(super::json::success(
+        Ok(out) => Ok(Reply::JsonPieces(super::json::success_in_pieces(
             &out.warnings,
             &out.infos,
-            |buf| {
-                super::engine_json::write_engine_value(buf, &out.value, at);
+            |pieces| {
+                super::engine_json::write_engine_pieces(pieces, &out.value, at);
                 if stats {
                     // `data` is still open: the stats go inside it, after the result.
-                    buf.pop();
-                    super::engine_json::write_stats(buf, &out.stats);
-                    buf.push(b'}');
+                    let tail = &mut pieces.open;
+                    tail.pop();
+                    super::engine_json::write_stats(tail, &out.stats);
+                    tail.push(b'}');
                 }
             },
         ))),

@@ -136,12 +136,88 @@ pub fn write_query_result(out: &mut Vec<u8>, result: &QueryResult) {
 
 /// A success answer: `data` is written by the closure.
 pub fn success(warnings: &[String], infos: &[String], data: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"{\"status\":\"success\",\"data\":");
+    success_in_pieces(warnings, infos, |out| data(&mut out.open)).into_vec()
+}
+
+/// A success answer whose `data` the closure may write partly in pieces of its own.
+pub fn success_in_pieces(
+    warnings: &[String],
+    infos: &[String],
+    data: impl FnOnce(&mut Pieces),
+) -> Pieces {
+    let mut out = Pieces::default();
+    out.open.reserve(256);
+    out.open
+        .extend_from_slice(b"{\"status\":\"success\",\"data\":");
     data(&mut out);
-    write_annotations(&mut out, warnings, infos);
-    out.push(b'}');
+    write_annotations(&mut out.open, warnings, infos);
+    out.open.push(b'}');
     out
+}
+
+/// JSON written in pieces, to be sent one after the other: bytes are appended to `open`, and
+/// a piece written apart (on another thread) goes after them whole rather than copied.
+#[derive(Debug, Default)]
+pub struct Pieces {
+    done: Vec<Vec<u8>>,
+    /// The piece being written.
+    pub open: Vec<u8>,
+}
+
+impl From<Vec<u8>> for Pieces {
+    /// Pieces that go on from `written`.
+    fn from(written: Vec<u8>) -> Pieces {
+        Pieces {
+            done: Vec::new(),
+            open: written,
+        }
+    }
+}
+
+impl Pieces {
+    /// How many pieces there are (the one being written counts if it holds anything).
+    pub fn len(&self) -> usize {
+        self.done.len() + usize::from(!self.open.is_empty())
+    }
+
+    /// How many bytes there are in all.
+    pub fn byte_len(&self) -> usize {
+        self.done.iter().map(Vec::len).sum::<usize>() + self.open.len()
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Puts `piece` after everything written so far; writing goes on in a new piece.
+    pub fn add(&mut self, piece: Vec<u8>) {
+        if piece.is_empty() {
+            return;
+        }
+        if !self.open.is_empty() {
+            self.done.push(std::mem::take(&mut self.open));
+        }
+        self.done.push(piece);
+    }
+
+    /// The pieces in order.
+    pub fn into_body(mut self) -> super::body::Body {
+        self.done.push(self.open);
+        super::body::Body::from_pieces(self.done.into_iter().map(bytes::Bytes::from))
+    }
+
+    /// All of it in one buffer (copied together only if it was written in several pieces).
+    pub fn into_vec(self) -> Vec<u8> {
+        if self.done.is_empty() {
+            return self.open;
+        }
+        let mut out = Vec::with_capacity(self.byte_len());
+        for piece in self.done.iter().chain([&self.open]) {
+            out.extend_from_slice(piece);
+        }
+        out
+    }
 }
 
 fn write_annotations(out: &mut Vec<u8>, warnings: &[String], infos: &[String]) {
@@ -171,6 +247,27 @@ pub fn error(err: &ApiError) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::model::Envelope;
+
+    #[tokio::test]
+    async fn pieces_keep_their_order_in_one_buffer_and_in_a_body() {
+        let answer = success_in_pieces(&["w".to_string()], &[], |out| {
+            out.open.extend_from_slice(b"[1");
+            out.add(b",2".to_vec());
+            out.add(Vec::new());
+            out.add(b",3".to_vec());
+            out.open.extend_from_slice(b"]");
+        });
+        assert_eq!(answer.len(), 4);
+        let want = br#"{"status":"success","data":[1,2,3],"warnings":["w"]}"#;
+        assert_eq!(answer.byte_len(), want.len());
+        let sent = http_body_util::BodyExt::collect(answer.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&sent[..], want);
+        let answer = success_in_pieces(&[], &[], |out| out.add(b"[]".to_vec()));
+        assert_eq!(answer.into_vec(), br#"{"status":"success","data":[]}"#);
+    }
 
     #[test]
     fn strings_are_escaped_like_go() {

@@ -1,6 +1,7 @@
 //! The Prometheus HTTP API as promgate serves it: routing, request bodies, and the one place
 //! where results and errors become HTTP responses.
 
+pub mod body;
 pub mod engine_json;
 mod evaluate;
 pub mod json;
@@ -17,16 +18,19 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 
 use crate::app::App;
 use crate::error::ApiError;
+pub use body::Body;
 use params::Params;
 
 /// What a handler answers.
 pub enum Reply {
     /// A JSON answer promgate wrote.
     Json(Vec<u8>),
+    /// A JSON answer promgate wrote in pieces.
+    JsonPieces(json::Pieces),
     /// A backend's JSON answer, relayed unchanged.
     Raw(Bytes),
     /// Plain text with its content type.
@@ -66,7 +70,7 @@ pub fn route_name(path: &str) -> &'static str {
 }
 
 /// Answers one request.
-pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Response<Full<Bytes>>
+pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Response<Body>
 where
     B: http_body::Body + Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -197,10 +201,11 @@ fn percent_decode(s: &str) -> String {
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
-fn respond(result: Result<Reply, ApiError>) -> Response<Full<Bytes>> {
+fn respond(result: Result<Reply, ApiError>) -> Response<Body> {
     let (status, content_type, body) = match result {
-        Ok(Reply::Json(body)) => (StatusCode::OK, JSON, Bytes::from(body)),
-        Ok(Reply::Raw(body)) => (StatusCode::OK, JSON, body),
+        Ok(Reply::Json(body)) => (StatusCode::OK, JSON, Body::from(body)),
+        Ok(Reply::JsonPieces(pieces)) => (StatusCode::OK, JSON, pieces.into_body()),
+        Ok(Reply::Raw(body)) => (StatusCode::OK, JSON, Body::from(body)),
         Ok(Reply::Text(ct, text)) => (StatusCode::OK, HeaderValue::from_static(ct), text.into()),
         Ok(Reply::Status(status, text)) => (
             status,
@@ -212,7 +217,7 @@ fn respond(result: Result<Reply, ApiError>) -> Response<Full<Bytes>> {
             content_encoding,
             body,
         }) => {
-            let mut resp = Response::new(Full::new(body));
+            let mut resp = Response::new(Body::from(body));
             let headers = resp.headers_mut();
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             if let Some(encoding) = content_encoding {
@@ -220,9 +225,9 @@ fn respond(result: Result<Reply, ApiError>) -> Response<Full<Bytes>> {
             }
             return resp;
         }
-        Err(e) => (e.status(), JSON, Bytes::from(json::error(&e))),
+        Err(e) => (e.status(), JSON, Body::from(json::error(&e))),
     };
-    let mut resp = Response::new(Full::new(body));
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, content_type);
@@ -230,7 +235,7 @@ fn respond(result: Result<Reply, ApiError>) -> Response<Full<Bytes>> {
 }
 
 /// Errors raised by the server's own layers (overload, timeout) as Prometheus answers.
-pub fn error_response(e: &ApiError) -> Response<Full<Bytes>> {
+pub fn error_response(e: &ApiError) -> Response<Body> {
     respond(Err(e.clone()))
 }
 
@@ -250,7 +255,9 @@ mod tests {
 
     async fn answer(uri: &str) -> (StatusCode, serde_json::Value) {
         let app = App::new(crate::config::Config::default(), None);
-        let request = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
+        let request = Request::get(uri)
+            .body(http_body_util::Full::new(Bytes::new()))
+            .unwrap();
         let response = handle(app, request).await;
         let status = response.status();
         let body = http_body_util::BodyExt::collect(response.into_body())

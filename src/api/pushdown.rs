@@ -131,10 +131,10 @@ pub(super) async fn answer(
         Range::Instant { time } => time,
         Range::Range { start, .. } => start,
     };
-    Some(Ok(Reply::Json(super::json::success(
+    Some(Ok(Reply::JsonPieces(super::json::success_in_pieces(
         &warnings,
         &infos,
-        |buf| super::engine_json::write_engine_value(buf, &value, at),
+        |out| super::engine_json::write_engine_pieces(out, &value, at),
     ))))
 }
 

@@ -24,9 +24,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use crate::api::Body;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::Full;
 use pingora_limits::rate::Rate;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::{Layer, Service};
@@ -77,7 +76,7 @@ impl Refusal {
     }
 
     /// The answer, in Prometheus's error format.
-    pub fn response(self) -> Response<Full<Bytes>> {
+    pub fn response(self) -> Response<Body> {
         let (status, message) = match self {
             Refusal::RateLimited => (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -276,12 +275,12 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 impl<S, B> Service<Request<B>> for AdmissionService<S>
 where
-    S: Service<Request<B>, Response = Response<Full<Bytes>>> + Clone + Send + 'static,
+    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Send,
     B: Send + 'static,
 {
-    type Response = Response<Full<Bytes>>;
+    type Response = Response<Body>;
     type Error = S::Error;
     type Future = BoxFuture<Result<Self::Response, Self::Error>>;
 

@@ -12,9 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
+use crate::api::Body;
 use http::{HeaderValue, Request, Response};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -259,7 +258,7 @@ async fn serve(
 }
 
 /// 401 in Prometheus's error format, asking for basic auth.
-fn unauthorized() -> Response<Full<Bytes>> {
+fn unauthorized() -> Response<Body> {
     let mut response = api::error_response(&ApiError::unauthorized(
         "authentication required: basic auth or a bearer token",
     ));
@@ -282,8 +281,8 @@ fn admission_settings(config: &Config) -> AdmissionSettings {
 
 /// Errors of the layers below (timeout) become answers in Prometheus's format.
 fn layer_errors_as_responses(
-    result: Result<Response<Full<Bytes>>, BoxError>,
-) -> Result<Response<Full<Bytes>>, BoxError> {
+    result: Result<Response<Body>, BoxError>,
+) -> Result<Response<Body>, BoxError> {
     Ok(result.unwrap_or_else(|e| api::error_response(&layer_error(e))))
 }
 
