@@ -13,8 +13,8 @@
 #     less than the others);
 #   - promgate: Engine::query_range / query_instant over a MemoryStore in
 #     examples/engine_time.rs (no HTTP, no JSON).
-# Then the JSON of the biggest answers (range/raw, range/rate): promgate's
-# write_engine_value against Prometheus's HTTP wall time less its execTotalTime (encoding plus
+# Then the JSON of the biggest answers (range/raw, range/rate): promgate writing the whole
+# answer as it serves it (in pieces, into fresh memory) against Prometheus's HTTP wall time less its execTotalTime (encoding plus
 # sending over loopback, so Prometheus is charged a little more than its encoding). Then
 # peak RSS: promgate's timing process (data in memory, uncompressed) against the
 # servers'. Prometheus is backfilled with promtool; VictoriaMetrics is fed through
@@ -206,7 +206,7 @@ print(f"{hdr[0]:<28} {hdr[1]:>9} {hdr[2]:>9} {hdr[3]:>12} {hdr[4]:>8} {hdr[5]:>8
 for name, p, v, g, ps, vs, gs in rows:
     counts = "/".join("-" if c is None else str(c) for c in (ps, vs, gs))
     print(f"{name:<28} {ms(p):>9} {ms(v):>9} {ms(g):>12} {ratio(g, p):>8} {ratio(g, v):>8}  {counts}")
-# Writing the biggest answers: promgate's write_engine_value against what Prometheus spends
+# Writing the biggest answers: promgate's answer as served against what Prometheus spends
 # after evaluating (HTTP wall time less execTotalTime: encoding, and sending over loopback).
 json_rows = []
 for name, q in queries:
@@ -226,7 +226,7 @@ for name, q in queries:
     json_rows.append((name, p, float(mine[0]), int(mine[1])))
 if json_rows:
     print("\nJSON of the biggest answers (Prometheus: HTTP wall time less execTotalTime; "
-          "promgate: write_engine_value)")
+          "promgate: the answer as served)")
     print(f"{'query':<28} {'MB':>7} {'prom ms':>9} {'promgate ms':>12} {'pg/prom':>8}")
     for name, p, g, size in json_rows:
         print(f"{name:<28} {size / 1e6:>7.1f} {ms(p):>9} {ms(g):>12} {ratio(g, p):>8}")
