@@ -198,15 +198,23 @@ impl Selected {
                     labels: series.labels.clone(),
                     ..RawSeries::default()
                 };
-                series
-                    .decode_into(read.start, read.end, read.mode, &mut raw.ts, &mut raw.vs)
-                    .map_err(|e| EngineError::Store(format!("corrupt chunk: {e}")))?;
-                if read.drop_stale {
-                    raw.drop_stale();
-                }
+                read.decode(series, &mut raw)?;
                 Ok(Cow::Owned(raw))
             }
         }
+    }
+}
+
+impl Read {
+    /// The samples of `series` this read takes, into `raw`'s (empty) vectors.
+    fn decode(&self, series: &StoreSeries, raw: &mut RawSeries) -> Result<(), EngineError> {
+        series
+            .decode_into(self.start, self.end, self.mode, &mut raw.ts, &mut raw.vs)
+            .map_err(|e| EngineError::Store(format!("corrupt chunk: {e}")))?;
+        if self.drop_stale {
+            raw.drop_stale();
+        }
+        Ok(())
     }
 }
 
@@ -700,10 +708,12 @@ async fn fetch<S: Store>(
             .sum();
         let corrupt = |e| EngineError::Store(format!("corrupt chunk: {e}"));
         let (selected, samples) = if bound < LAZY_SAMPLES {
-            let decoded = Selected::Stored { series: all, read };
-            let series = (0..decoded.len())
-                .map(|i| {
-                    let mut raw = decoded.get(i)?.into_owned();
+            let series = all
+                .into_iter()
+                .map(|series| {
+                    let mut raw = RawSeries::default();
+                    read.decode(&series, &mut raw)?;
+                    raw.labels = series.labels;
                     // Held until the query ends: without the slack growth left behind.
                     raw.ts.shrink_to_fit();
                     raw.vs.shrink_to_fit();
