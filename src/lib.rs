@@ -1,6 +1,8 @@
 //! promgate: a query gateway that answers the Prometheus HTTP API in front of many
 //! Prometheus servers (HA pairs, several data centres) as if they were one.
-#![forbid(unsafe_code)]
+// No unsafe code, but for one measured hot path that opts in where it stands: choosing the
+// BMI2 build of the XOR decoding loop on processors that have it.
+#![deny(unsafe_code)]
 
 pub mod api;
 pub mod app;

@@ -381,6 +381,16 @@ impl XorIter<'_> {
         ts: &mut Vec<i64>,
         vs: &mut Vec<f64>,
     ) -> Result<usize, ChunkError> {
+        self.decode_into_with(flat::Loop::best(), ts, vs)
+    }
+
+    /// As [`decode_into`](Self::decode_into), through the given build of the fast loop.
+    fn decode_into_with(
+        &mut self,
+        with: flat::Loop,
+        ts: &mut Vec<i64>,
+        vs: &mut Vec<f64>,
+    ) -> Result<usize, ChunkError> {
         if self.failed {
             return Ok(0);
         }
@@ -390,7 +400,7 @@ impl XorIter<'_> {
         // store per sample.
         ts.resize(old_t + left, 0);
         vs.resize(old_v + left, 0.0);
-        let result = self.fill(&mut ts[old_t..], &mut vs[old_v..]);
+        let result = self.fill(with, &mut ts[old_t..], &mut vs[old_v..]);
         if let Err(f) = result {
             self.failed = true;
             ts.truncate(old_t);
@@ -401,7 +411,7 @@ impl XorIter<'_> {
     }
 
     /// Decodes into the slices, exactly one sample per slot; `read` counts the samples done.
-    fn fill(&mut self, ts: &mut [i64], vs: &mut [f64]) -> Result<(), Fault> {
+    fn fill(&mut self, with: flat::Loop, ts: &mut [i64], vs: &mut [f64]) -> Result<(), Fault> {
         let n = ts.len().min(vs.len());
         let (ts, vs) = (&mut ts[..n], &mut vs[..n]);
         let mut skip = 0;
@@ -427,7 +437,7 @@ impl XorIter<'_> {
                 leading: d.leading.into(),
                 trailing: d.trailing.into(),
             };
-            if flat::fill(d.r.data, &mut st, ts, vs) {
+            if flat::fill(with, d.r.data, &mut st, ts, vs) {
                 // The slots number at most the u16 sample count.
                 self.read += ts.len() as u16;
                 self.d = Decoder {

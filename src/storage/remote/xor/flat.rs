@@ -67,19 +67,82 @@ impl<const N: usize, const M: usize> Padded<N, M> {
 }
 
 /// Decodes one regular sample per slot of `ts`/`vs` (equal lengths) from a body of at most
-/// `MAX_BODY` bytes. False when the chunk is truncated or corrupt there: the slots and the
-/// state are then garbage, and the caller decodes again the reference way.
-pub(super) fn fill(body: &[u8], st: &mut State, ts: &mut [i64], vs: &mut [f64]) -> bool {
+/// `MAX_BODY` bytes, through the given build of the hot loop. False when the chunk is
+/// truncated or corrupt there: the slots and the state are then garbage, and the caller
+/// decodes again the reference way.
+pub(super) fn fill(
+    with: Loop,
+    body: &[u8],
+    st: &mut State,
+    ts: &mut [i64],
+    vs: &mut [f64],
+) -> bool {
     let ok = if body.len() <= SMALL_BODY {
-        padded::<SMALL_BODY, { SMALL_BODY + 8 }>(body, st, ts, vs)
+        padded::<SMALL_BODY, { SMALL_BODY + 8 }>(with, body, st, ts, vs)
     } else {
-        padded::<MAX_BODY, { MAX_BODY + 8 }>(body, st, ts, vs)
+        padded::<MAX_BODY, { MAX_BODY + 8 }>(with, body, st, ts, vs)
     };
     ok && st.pos <= 8 * body.len()
 }
 
+/// Which build of the hot loop runs. Nearly every step shifts by an amount known only at
+/// run time; x86's BMI2 shifts take the amount from any register and leave the flags
+/// alone, where the older ones need it in CL, which costs moves and spills. Alternating the
+/// two builds on the same chunks, the BMI2 one decoded 2-9% more samples a second on the
+/// benchmark's jittered scrapes and 12% more on counters scraped without jitter, so it is
+/// used wherever the processor has BMI2. This is the crate's one use of `unsafe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Loop {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Bmi2,
+}
+
+impl Loop {
+    /// The fastest build this processor runs.
+    pub(super) fn best() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("bmi2") {
+            return Loop::Bmi2;
+        }
+        Loop::Portable
+    }
+
+    /// Every build this processor runs, for tests.
+    #[cfg(test)]
+    pub(super) fn all() -> Vec<Self> {
+        let mut all = vec![Loop::Portable];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("bmi2") {
+            all.push(Loop::Bmi2);
+        }
+        all
+    }
+
+    #[inline(always)]
+    fn steady<const N: usize, const M: usize>(
+        self,
+        buf: &Padded<N, M>,
+        st: &mut State,
+        ts: &mut [i64],
+        vs: &mut [f64],
+        i: usize,
+    ) -> (usize, Stop) {
+        match self {
+            Loop::Portable => steady(buf, st, ts, vs, i),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Bmi2` is only ever made where `is_x86_feature_detected!("bmi2")`
+            // holds, so the processor runs the instructions this build contains; it is
+            // otherwise the same safe code.
+            #[allow(unsafe_code)]
+            Loop::Bmi2 => unsafe { steady_bmi2(buf, st, ts, vs, i) },
+        }
+    }
+}
+
 #[inline(never)]
 fn padded<const N: usize, const M: usize>(
+    with: Loop,
     body: &[u8],
     st: &mut State,
     ts: &mut [i64],
@@ -94,7 +157,7 @@ fn padded<const N: usize, const M: usize>(
     let (ts, vs) = (&mut ts[..n], &mut vs[..n]);
     let mut i = 0;
     loop {
-        let (at, stop) = steady(&buf, st, ts, vs, i);
+        let (at, stop) = with.steady(&buf, st, ts, vs, i);
         i = at;
         match stop {
             Stop::Done => return true,
@@ -124,6 +187,31 @@ enum Stop {
 /// so that this function calls nothing and keeps all its state in registers.
 #[inline(never)]
 fn steady<const N: usize, const M: usize>(
+    buf: &Padded<N, M>,
+    st: &mut State,
+    ts: &mut [i64],
+    vs: &mut [f64],
+    i: usize,
+) -> (usize, Stop) {
+    steady_loop(buf, st, ts, vs, i)
+}
+
+/// The same loop built with BMI2 instructions.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "bmi2")]
+#[inline(never)]
+fn steady_bmi2<const N: usize, const M: usize>(
+    buf: &Padded<N, M>,
+    st: &mut State,
+    ts: &mut [i64],
+    vs: &mut [f64],
+    i: usize,
+) -> (usize, Stop) {
+    steady_loop(buf, st, ts, vs, i)
+}
+
+#[inline(always)]
+fn steady_loop<const N: usize, const M: usize>(
     buf: &Padded<N, M>,
     st: &mut State,
     ts: &mut [i64],

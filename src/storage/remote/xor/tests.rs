@@ -184,12 +184,27 @@ fn encoder_refuses_the_65536th_sample() {
 type Decoded = Result<Vec<(i64, u64)>, ChunkError>;
 
 /// Both decode paths, as (timestamp, value bits); `decode_into` appends after a marker so
-/// that existing contents are seen to survive.
+/// that existing contents are seen to survive. It runs through every build of the fast loop
+/// this processor has, which must all agree.
 fn decode_both(chunk: &[u8]) -> (Decoded, Decoded) {
     let iter = decode_all(chunk);
-    let flat = xor_samples(chunk).and_then(|mut it| {
+    let mut builds = flat::Loop::all().into_iter();
+    let first = builds.next().expect("the portable build");
+    let flat = decode_into_with(first, chunk);
+    for with in builds {
+        assert_eq!(
+            decode_into_with(with, chunk),
+            flat,
+            "{with:?} and {first:?} builds, chunk {chunk:02x?}"
+        );
+    }
+    (iter, flat)
+}
+
+fn decode_into_with(with: flat::Loop, chunk: &[u8]) -> Decoded {
+    xor_samples(chunk).and_then(|mut it| {
         let (mut ts, mut vs) = (vec![-1i64], vec![-1.0f64]);
-        let result = it.decode_into(&mut ts, &mut vs);
+        let result = it.decode_into_with(with, &mut ts, &mut vs);
         assert_eq!(ts.len(), vs.len());
         assert_eq!((ts[0], vs[0]), (-1, -1.0), "earlier contents kept");
         match result {
@@ -207,8 +222,18 @@ fn decode_both(chunk: &[u8]) -> (Decoded, Decoded) {
                 Err(e)
             }
         }
-    });
-    (iter, flat)
+    })
+}
+
+#[test]
+fn the_fastest_build_of_the_loop_this_processor_runs_is_chosen() {
+    let all = flat::Loop::all();
+    assert_eq!(Some(&flat::Loop::best()), all.last(), "builds {all:?}");
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(
+        all.contains(&flat::Loop::Bmi2),
+        std::arch::is_x86_feature_detected!("bmi2")
+    );
 }
 
 /// A delta of deltas drawn from every bucket, edges included, and the 64-bit escape.
