@@ -1,11 +1,14 @@
-//! The binary's life: SIGTERM lets a request in flight finish before the process exits.
+//! The binary's life: SIGTERM lets a request in flight finish before the process exits, and
+//! a server started on a port that another took first is not mistaken for that other one.
 
 mod common;
 
 use std::time::Duration;
 
 use common::{PromgateProcess, http_get};
-use promgate::realenv::{PrometheusBinary, PrometheusOptions, PrometheusServer};
+use promgate::realenv::{
+    PrometheusBinary, PrometheusOptions, PrometheusServer, ServerProcess, on_free_port,
+};
 
 #[test]
 fn sigterm_drains_requests_in_flight() {
@@ -44,4 +47,44 @@ fn sigterm_drains_requests_in_flight() {
     let status = promgate.wait();
     assert!(status.success(), "{status}");
     backend.resume();
+}
+
+/// Tests start servers side by side, each on a port found free a moment earlier. When
+/// another server binds that port first, its answers must not pass for the new server's:
+/// the new one exits on the taken port and is started again on another.
+#[test]
+fn a_server_whose_port_was_taken_first_starts_again_on_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("promgate.toml");
+    std::fs::write(&config, "").unwrap();
+    let first = PromgateProcess::start(&config);
+    let taken: u16 = first.base.rsplit(':').next().unwrap().parse().unwrap();
+
+    let log = dir.path().join("second.log");
+    let mut ports = Vec::new();
+    let (mut second, port) = on_free_port(&log, |free| {
+        // The first try loses the race: its port is already the first server's.
+        let port = if ports.is_empty() { taken } else { free };
+        ports.push(port);
+        let stderr = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_promgate"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut process = ServerProcess::new(child);
+        let ready = format!("http://127.0.0.1:{port}/-/ready");
+        process.wait_for("promgate", port, &ready, 200, Duration::from_secs(15))?;
+        Ok((process, port))
+    })
+    .expect("the second server started");
+
+    assert_eq!(ports.len(), 2, "tries on ports {ports:?}");
+    assert_ne!(port, taken);
+    assert!(second.exited().is_none(), "the second server runs");
+    let ready = http_get(&format!("http://127.0.0.1:{port}/-/ready")).unwrap();
+    assert_eq!(ready.status, 200);
 }

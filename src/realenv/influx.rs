@@ -22,38 +22,38 @@ impl InfluxServer {
             return Err("no /usr/bin/influxd: apt-get install influxdb (bash .ci/run does)".into());
         }
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let port = free_port()?;
-        let rpc = free_port()?;
-        let d = dir.path().display();
-        let config = format!(
-            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
-             [meta]\n  dir = \"{d}/meta\"\n\
-             [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
-             [http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n\
-             [monitor]\n  store-enabled = false\n"
-        );
-        let config_path = dir.path().join("influxdb.conf");
-        std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
-        let log =
-            std::fs::File::create(dir.path().join("influxd.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(influxd)
-            .arg("run")
-            .arg("-config")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("starting influxd: {e}"))?;
-        let mut server = InfluxServer {
-            process: super::ServerProcess::new(child),
-            port,
-            dir,
+        let log = dir.path().join("influxd.log");
+        let launch = |port: u16| -> Result<(super::ServerProcess, u16), String> {
+            let rpc = free_port()?;
+            let d = dir.path().display();
+            let config = format!(
+                "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n\
+                 [meta]\n  dir = \"{d}/meta\"\n\
+                 [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
+                 [http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n\
+                 [monitor]\n  store-enabled = false\n"
+            );
+            let config_path = dir.path().join("influxdb.conf");
+            std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
+            let stderr = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+            let child = Command::new(influxd)
+                .arg("run")
+                .arg("-config")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .map_err(|e| format!("starting influxd: {e}"))?;
+            let mut process = super::ServerProcess::new(child);
+            let ping = format!("http://127.0.0.1:{port}/ping");
+            process
+                .wait_for("influxd", port, &ping, 204, Duration::from_secs(30))
+                .map_err(|e| format!("{e}: {}", super::log_tail(&log)))?;
+            Ok((process, port))
         };
-        let ping = format!("{}/ping", server.url());
-        server
-            .process
-            .wait_for("influxd", &ping, 204, Duration::from_secs(30))?;
+        let (process, port) = super::on_free_port(&log, launch)?;
+        let server = InfluxServer { process, port, dir };
         let q: String = form_urlencoded::Serializer::new(String::new())
             .append_pair("q", &format!("CREATE DATABASE \"{database}\""))
             .finish();

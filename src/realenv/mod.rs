@@ -183,18 +183,23 @@ impl ServerProcess {
         }
     }
 
-    /// Waits until `url` answers with `status`; `what` names the server in the error when
-    /// it exits first or `limit` passes.
+    /// Waits until `url` answers with `status` while this very process listens on `port`:
+    /// a port found free can be taken by another server before this one binds it, and that
+    /// server's answers must not pass for this one's. `what` names the server in the error
+    /// when it exits first or `limit` passes.
     pub fn wait_for(
         &mut self,
         what: &str,
+        port: u16,
         url: &str,
         status: u16,
         limit: Duration,
     ) -> Result<(), String> {
         let until = Instant::now() + limit;
         loop {
-            if http_get(url).is_ok_and(|r| r.status == status) {
+            if http_get(url).is_ok_and(|r| r.status == status)
+                && self.listens_on(port) != Some(false)
+            {
                 return Ok(());
             }
             if let Some(exit) = self.exited() {
@@ -204,6 +209,30 @@ impl ServerProcess {
                 return Err(format!("{what} not ready within {limit:?}"));
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether this process holds a socket listening on loopback `port`; None where
+    /// `/proc` cannot tell.
+    fn listens_on(&self, port: u16) -> Option<bool> {
+        let pid = self.pid()?;
+        let sockets: Vec<String> = listening_sockets(port)?
+            .iter()
+            .map(|inode| format!("socket:[{inode}]"))
+            .collect();
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+        Some(
+            fds.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .any(|link| sockets.iter().any(|s| link.as_os_str() == s.as_str())),
+        )
+    }
+
+    /// Waits for it to exit.
+    pub fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        match self.child.as_mut() {
+            Some(child) => child.wait(),
+            None => Err(std::io::Error::other("already killed")),
         }
     }
 
@@ -245,59 +274,53 @@ impl PrometheusServer {
             std::fs::write(&file, text).map_err(|e| e.to_string())?;
             bin.backfill(&file, &data_dir)?;
         }
-        let port = match opts.port {
-            Some(p) => p,
-            None => free_port()?,
-        };
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, config_yaml(&opts, port)).map_err(|e| e.to_string())?;
-        let log =
-            std::fs::File::create(dir.path().join("prometheus.log")).map_err(|e| e.to_string())?;
-        let mut command = Command::new(&bin.prometheus);
-        if let Some(web) = &opts.web_config {
-            let path = dir.path().join("web.yml");
-            std::fs::write(&path, web).map_err(|e| e.to_string())?;
-            command.arg(format!("--web.config.file={}", path.display()));
-        }
-        let child = command
-            .args(&opts.flags)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", data_dir.display()))
-            .arg("--storage.tsdb.retention.time=3650d")
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--web.enable-remote-write-receiver")
-            .arg("--web.enable-lifecycle")
-            .arg("--web.enable-admin-api")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", bin.prometheus.display()))?;
-        let mut server = PrometheusServer {
-            process: ServerProcess::new(child),
-            port,
-            data_dir,
-            _dir: dir,
-        };
+        let log = dir.path().join("prometheus.log");
         let ready = match &opts.web_config {
             Some(web) if web.contains("tls_server_config") => 400,
             Some(web) if web.contains("basic_auth_users") => 401,
             _ => 200,
         };
-        server.wait_ready(ready, Duration::from_secs(60))?;
-        Ok(server)
-    }
-
-    fn wait_ready(&mut self, status: u16, limit: Duration) -> Result<(), String> {
-        let url = format!("{}/-/ready", self.url());
-        self.process
-            .wait_for("prometheus", &url, status, limit)
-            .map_err(|e| {
-                format!(
-                    "{e}: {}",
-                    log_tail(&self._dir.path().join("prometheus.log"))
-                )
-            })
+        let launch = |port: u16| -> Result<(ServerProcess, u16), String> {
+            let config = dir.path().join("prometheus.yml");
+            std::fs::write(&config, config_yaml(&opts, port)).map_err(|e| e.to_string())?;
+            let stderr = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+            let mut command = Command::new(&bin.prometheus);
+            if let Some(web) = &opts.web_config {
+                let path = dir.path().join("web.yml");
+                std::fs::write(&path, web).map_err(|e| e.to_string())?;
+                command.arg(format!("--web.config.file={}", path.display()));
+            }
+            let child = command
+                .args(&opts.flags)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", data_dir.display()))
+                .arg("--storage.tsdb.retention.time=3650d")
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--web.enable-remote-write-receiver")
+                .arg("--web.enable-lifecycle")
+                .arg("--web.enable-admin-api")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .map_err(|e| format!("starting {}: {e}", bin.prometheus.display()))?;
+            let mut process = ServerProcess::new(child);
+            let url = format!("http://127.0.0.1:{port}/-/ready");
+            process
+                .wait_for("prometheus", port, &url, ready, Duration::from_secs(60))
+                .map_err(|e| format!("{e}: {}", log_tail(&log)))?;
+            Ok((process, port))
+        };
+        let (process, port) = match opts.port {
+            Some(port) => launch(port)?,
+            None => on_free_port(&log, launch)?,
+        };
+        Ok(PrometheusServer {
+            process,
+            port,
+            data_dir,
+            _dir: dir,
+        })
     }
 
     pub fn url(&self) -> String {
@@ -369,4 +392,56 @@ pub fn free_port() -> Result<u16, String> {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("no free port: {e}"))
+}
+
+/// Starts a server through `start` on a free loopback port, and on another one (three
+/// tries in all) when the server's `log` says the port was taken between being found free
+/// and being bound, as happens when tests start servers side by side.
+pub fn on_free_port<T>(
+    log: &Path,
+    mut start: impl FnMut(u16) -> Result<T, String>,
+) -> Result<T, String> {
+    let mut tries = 1;
+    loop {
+        let port = free_port()?;
+        match start(port) {
+            Err(_) if tries < 3 && port_was_taken(log) => tries += 1,
+            started => return started,
+        }
+    }
+}
+
+fn port_was_taken(log: &Path) -> bool {
+    std::fs::read_to_string(log)
+        .is_ok_and(|text| text.to_ascii_lowercase().contains("address already in use"))
+}
+
+/// The inodes of the TCP sockets listening on `port`, from `/proc/net`; None without it.
+fn listening_sockets(port: u16) -> Option<Vec<u64>> {
+    const LISTEN: &str = "0A";
+    let mut inodes = Vec::new();
+    let mut readable = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        readable = true;
+        // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) =
+                (fields.get(1), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            let local_port = local
+                .rsplit(':')
+                .next()
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+            if local_port == Some(port) && *state == LISTEN {
+                inodes.extend(inode.parse::<u64>().ok());
+            }
+        }
+    }
+    readable.then_some(inodes)
 }

@@ -5,14 +5,14 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{free_port, http};
+use super::http;
 use crate::storage::object::S3Location;
 
 /// A running moto server, stopped on drop.
 pub struct S3Server {
     process: super::ServerProcess,
     port: u16,
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl S3Server {
@@ -33,27 +33,30 @@ impl S3Server {
             );
         }
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let port = free_port()?;
-        let log = std::fs::File::create(dir.path().join("moto.log")).map_err(|e| e.to_string())?;
-        let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("starting moto: {e}"))?;
-        let mut server = S3Server {
-            process: super::ServerProcess::new(child),
-            port,
-            dir,
+        let log = dir.path().join("moto.log");
+        let launch = |port: u16| -> Result<(super::ServerProcess, u16), String> {
+            let stderr = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+            let child = Command::new("python3")
+                .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
+                .arg(port.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .map_err(|e| format!("starting moto: {e}"))?;
+            let mut process = super::ServerProcess::new(child);
+            let url = format!("http://127.0.0.1:{port}/");
+            process
+                .wait_for("moto", port, &url, 200, Duration::from_secs(60))
+                .map_err(|e| format!("{e}: {}", super::log_tail(&log)))?;
+            Ok((process, port))
         };
-        let url = format!("{}/", server.endpoint());
-        let log = server.dir.path().join("moto.log");
-        server
-            .process
-            .wait_for("moto", &url, 200, Duration::from_secs(60))
-            .map_err(|e| format!("{e}: {}", super::log_tail(&log)))?;
+        let (process, port) = super::on_free_port(&log, launch)?;
+        let server = S3Server {
+            process,
+            port,
+            _dir: dir,
+        };
         Ok(server)
     }
 

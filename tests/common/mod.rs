@@ -186,41 +186,48 @@ pub fn enc(s: &str) -> String {
 
 /// The promgate binary run as a child process (for signals), killed on drop.
 pub struct PromgateProcess {
-    child: std::process::Child,
+    process: promgate::realenv::ServerProcess,
     pub base: String,
+    _log: tempfile::TempDir,
 }
 
 impl PromgateProcess {
     /// `promgate run --config CONFIG` on a free loopback port, once /-/ready answers 200.
     pub fn start(config: &Path) -> PromgateProcess {
-        let port = promgate::realenv::free_port().unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_promgate"))
-            .args(["run", "--config"])
-            .arg(config)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let p = PromgateProcess {
-            child,
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("promgate.log");
+        let (process, port) = promgate::realenv::on_free_port(&log, |port| {
+            let stderr = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+            let child = std::process::Command::new(env!("CARGO_BIN_EXE_promgate"))
+                .args(["run", "--config"])
+                .arg(config)
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .stdout(std::process::Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .map_err(|e| e.to_string())?;
+            let mut process = promgate::realenv::ServerProcess::new(child);
+            let ready = format!("http://127.0.0.1:{port}/-/ready");
+            process.wait_for("promgate", port, &ready, 200, Duration::from_secs(15))?;
+            Ok((process, port))
+        })
+        .expect("promgate started");
+        PromgateProcess {
+            process,
             base: format!("http://127.0.0.1:{port}"),
-        };
-        wait_until(Duration::from_secs(15), || {
-            http_get(&format!("{}/-/ready", p.base)).is_ok_and(|r| r.status == 200)
-        });
-        p
+            _log: dir,
+        }
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid().expect("running")
     }
 
     /// Sends a signal (`HUP`, `TERM`) with kill(1).
     pub fn signal(&self, sig: &str) {
         let status = std::process::Command::new("kill")
             .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
+            .arg(self.pid().to_string())
             .status()
             .unwrap();
         assert!(status.success(), "kill -{sig} failed");
@@ -228,14 +235,7 @@ impl PromgateProcess {
 
     /// Waits for the process to exit.
     pub fn wait(&mut self) -> std::process::ExitStatus {
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for PromgateProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.wait().unwrap()
     }
 }
 
