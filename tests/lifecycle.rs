@@ -66,18 +66,14 @@ fn a_server_whose_port_was_taken_first_starts_again_on_another() {
         // The first try loses the race: its port is already the first server's.
         let port = if ports.is_empty() { taken } else { free };
         ports.push(port);
-        let stderr = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_promgate"))
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_promgate"));
+        command
             .args(["run", "--config"])
             .arg(&config)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .stdout(std::process::Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let mut process = ServerProcess::new(child);
-        let ready = format!("http://127.0.0.1:{port}/-/ready");
-        process.wait_for("promgate", port, &ready, 200, Duration::from_secs(15))?;
+            .args(["--listen", &format!("127.0.0.1:{port}")]);
+        let limit = Duration::from_secs(15);
+        let process =
+            ServerProcess::start("promgate", &mut command, &log, port, "/-/ready", 200, limit)?;
         Ok((process, port))
     })
     .expect("the second server started");

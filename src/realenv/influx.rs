@@ -2,7 +2,7 @@
 //! Prometheus remote-writes to and remote-reads from.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use super::{free_port, http};
@@ -35,21 +35,18 @@ impl InfluxServer {
             );
             let config_path = dir.path().join("influxdb.conf");
             std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
-            let stderr = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-            let child = Command::new(influxd)
-                .arg("run")
-                .arg("-config")
-                .arg(&config_path)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(stderr)
-                .spawn()
-                .map_err(|e| format!("starting influxd: {e}"))?;
-            let mut process = super::ServerProcess::new(child);
-            let ping = format!("http://127.0.0.1:{port}/ping");
-            process
-                .wait_for("influxd", port, &ping, 204, Duration::from_secs(30))
-                .map_err(|e| format!("{e}: {}", super::log_tail(&log)))?;
+            let mut command = Command::new(influxd);
+            command.arg("run").arg("-config").arg(&config_path);
+            let limit = Duration::from_secs(30);
+            let process = super::ServerProcess::start(
+                "influxd",
+                &mut command,
+                &log,
+                port,
+                "/ping",
+                204,
+                limit,
+            )?;
             Ok((process, port))
         };
         let (process, port) = super::on_free_port(&log, launch)?;

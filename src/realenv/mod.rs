@@ -155,6 +155,34 @@ impl ServerProcess {
         ServerProcess { child: Some(child) }
     }
 
+    /// Runs `command` with its standard error in a fresh `log` and waits until it answers
+    /// `path` on loopback `port` with `status`, from this very process: a port found free
+    /// can be taken by another server before this one binds it. The error ends with the
+    /// log's last lines.
+    pub fn start(
+        what: &str,
+        command: &mut Command,
+        log: &Path,
+        port: u16,
+        path: &str,
+        status: u16,
+        limit: Duration,
+    ) -> Result<Self, String> {
+        let stderr = std::fs::File::create(log).map_err(|e| e.to_string())?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| format!("starting {what}: {e}"))?;
+        let mut process = ServerProcess::new(child);
+        let url = format!("http://127.0.0.1:{port}{path}");
+        process
+            .wait_for(what, port, &url, status, limit)
+            .map_err(|e| format!("{e}: {}", log_tail(log)))?;
+        Ok(process)
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -187,7 +215,7 @@ impl ServerProcess {
     /// a port found free can be taken by another server before this one binds it, and that
     /// server's answers must not pass for this one's. `what` names the server in the error
     /// when it exits first or `limit` passes.
-    pub fn wait_for(
+    fn wait_for(
         &mut self,
         what: &str,
         port: u16,
@@ -283,14 +311,13 @@ impl PrometheusServer {
         let launch = |port: u16| -> Result<(ServerProcess, u16), String> {
             let config = dir.path().join("prometheus.yml");
             std::fs::write(&config, config_yaml(&opts, port)).map_err(|e| e.to_string())?;
-            let stderr = std::fs::File::create(&log).map_err(|e| e.to_string())?;
             let mut command = Command::new(&bin.prometheus);
             if let Some(web) = &opts.web_config {
                 let path = dir.path().join("web.yml");
                 std::fs::write(&path, web).map_err(|e| e.to_string())?;
                 command.arg(format!("--web.config.file={}", path.display()));
             }
-            let child = command
+            command
                 .args(&opts.flags)
                 .arg(format!("--config.file={}", config.display()))
                 .arg(format!("--storage.tsdb.path={}", data_dir.display()))
@@ -298,17 +325,17 @@ impl PrometheusServer {
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
                 .arg("--web.enable-remote-write-receiver")
                 .arg("--web.enable-lifecycle")
-                .arg("--web.enable-admin-api")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(stderr)
-                .spawn()
-                .map_err(|e| format!("starting {}: {e}", bin.prometheus.display()))?;
-            let mut process = ServerProcess::new(child);
-            let url = format!("http://127.0.0.1:{port}/-/ready");
-            process
-                .wait_for("prometheus", port, &url, ready, Duration::from_secs(60))
-                .map_err(|e| format!("{e}: {}", log_tail(&log)))?;
+                .arg("--web.enable-admin-api");
+            let limit = Duration::from_secs(60);
+            let process = ServerProcess::start(
+                "prometheus",
+                &mut command,
+                &log,
+                port,
+                "/-/ready",
+                ready,
+                limit,
+            )?;
             Ok((process, port))
         };
         let (process, port) = match opts.port {

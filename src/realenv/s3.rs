@@ -35,20 +35,13 @@ impl S3Server {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let log = dir.path().join("moto.log");
         let launch = |port: u16| -> Result<(super::ServerProcess, u16), String> {
-            let stderr = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-            let child = Command::new("python3")
+            let mut command = Command::new("python3");
+            command
                 .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
-                .arg(port.to_string())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(stderr)
-                .spawn()
-                .map_err(|e| format!("starting moto: {e}"))?;
-            let mut process = super::ServerProcess::new(child);
-            let url = format!("http://127.0.0.1:{port}/");
-            process
-                .wait_for("moto", port, &url, 200, Duration::from_secs(60))
-                .map_err(|e| format!("{e}: {}", super::log_tail(&log)))?;
+                .arg(port.to_string());
+            let limit = Duration::from_secs(60);
+            let process =
+                super::ServerProcess::start("moto", &mut command, &log, port, "/", 200, limit)?;
             Ok((process, port))
         };
         let (process, port) = super::on_free_port(&log, launch)?;

@@ -197,18 +197,21 @@ impl PromgateProcess {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("promgate.log");
         let (process, port) = promgate::realenv::on_free_port(&log, |port| {
-            let stderr = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-            let child = std::process::Command::new(env!("CARGO_BIN_EXE_promgate"))
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_promgate"));
+            command
                 .args(["run", "--config"])
                 .arg(config)
-                .args(["--listen", &format!("127.0.0.1:{port}")])
-                .stdout(std::process::Stdio::null())
-                .stderr(stderr)
-                .spawn()
-                .map_err(|e| e.to_string())?;
-            let mut process = promgate::realenv::ServerProcess::new(child);
-            let ready = format!("http://127.0.0.1:{port}/-/ready");
-            process.wait_for("promgate", port, &ready, 200, Duration::from_secs(15))?;
+                .args(["--listen", &format!("127.0.0.1:{port}")]);
+            let limit = Duration::from_secs(15);
+            let process = promgate::realenv::ServerProcess::start(
+                "promgate",
+                &mut command,
+                &log,
+                port,
+                "/-/ready",
+                200,
+                limit,
+            )?;
             Ok((process, port))
         })
         .expect("promgate started");
