@@ -5,10 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{PromgateProcess, http_get};
-use promgate::realenv::{
-    PrometheusBinary, PrometheusOptions, PrometheusServer, ServerProcess, on_free_port,
-};
+use common::{PromgateProcess, http_get, run_promgate};
+use promgate::realenv::{PrometheusBinary, PrometheusOptions, PrometheusServer, on_free_port};
 
 #[test]
 fn sigterm_drains_requests_in_flight() {
@@ -66,15 +64,7 @@ fn a_server_whose_port_was_taken_first_starts_again_on_another() {
         // The first try loses the race: its port is already the first server's.
         let port = if ports.is_empty() { taken } else { free };
         ports.push(port);
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_promgate"));
-        command
-            .args(["run", "--config"])
-            .arg(&config)
-            .args(["--listen", &format!("127.0.0.1:{port}")]);
-        let limit = Duration::from_secs(15);
-        let process =
-            ServerProcess::start("promgate", &mut command, &log, port, "/-/ready", 200, limit)?;
-        Ok((process, port))
+        Ok((run_promgate(&config, &log, port)?, port))
     })
     .expect("the second server started");
 

@@ -184,6 +184,30 @@ pub fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+/// `promgate run --config CONFIG` on loopback `port`, its standard error in `log`, once
+/// /-/ready answers 200 from it.
+pub fn run_promgate(
+    config: &Path,
+    log: &Path,
+    port: u16,
+) -> Result<promgate::realenv::ServerProcess, String> {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_promgate"));
+    command
+        .args(["run", "--config"])
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{port}")]);
+    let limit = Duration::from_secs(15);
+    promgate::realenv::ServerProcess::start(
+        "promgate",
+        &mut command,
+        log,
+        port,
+        "/-/ready",
+        200,
+        limit,
+    )
+}
+
 /// The promgate binary run as a child process (for signals), killed on drop.
 pub struct PromgateProcess {
     process: promgate::realenv::ServerProcess,
@@ -197,22 +221,7 @@ impl PromgateProcess {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("promgate.log");
         let (process, port) = promgate::realenv::on_free_port(&log, |port| {
-            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_promgate"));
-            command
-                .args(["run", "--config"])
-                .arg(config)
-                .args(["--listen", &format!("127.0.0.1:{port}")]);
-            let limit = Duration::from_secs(15);
-            let process = promgate::realenv::ServerProcess::start(
-                "promgate",
-                &mut command,
-                &log,
-                port,
-                "/-/ready",
-                200,
-                limit,
-            )?;
-            Ok((process, port))
+            Ok((run_promgate(config, &log, port)?, port))
         })
         .expect("promgate started");
         PromgateProcess {
